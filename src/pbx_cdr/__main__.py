@@ -1,0 +1,3 @@
+from pbx_cdr.cli import main
+
+main()

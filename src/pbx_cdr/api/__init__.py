@@ -1,0 +1,1 @@
+"""HTTP edge: thin routes, dependencies, responses. Routes validate, call one function, shape the answer."""

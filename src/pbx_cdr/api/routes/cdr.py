@@ -1,0 +1,162 @@
+"""``/api/pbx/cdr``: the seed's list and detail, and JSON ingest."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from pbx_cdr.api.body import parse_json, read_capped
+from pbx_cdr.api.deps import Principal, ReaderDep, Services, ServicesDep, WriterDep
+from pbx_cdr.api.responses import AUTHED, INVALID, NOT_FOUND, JSONBytes, _err
+from pbx_cdr.api.schemas import CallBatchIn, CallDetail, CallIn, CallPage, IngestResult
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.queries import calls as call_queries
+from pbx_cdr.domain.call import api_item
+from pbx_cdr.domain.listing import AccountView, last_page, parse_list_query
+from pbx_cdr.errors import NotFound
+from pbx_cdr.ingest.json_cdr import MAX_BATCH, parse_payload
+
+router = APIRouter(prefix="/api/pbx/cdr", tags=["cdr"])
+
+MAX_INGEST_BYTES = 8 * 1024 * 1024
+LIST_PARAMS = ("from", "to", "direction", "extension", "phone", "page", "per_page")
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The stored form of a call uuid (lowercase, hyphenated), or None when it is no UUID."""
+    if len(value) != 36:
+        return None
+    try:
+        return str(uuidlib.UUID(value))
+    except ValueError:
+        return None
+
+
+def find_call(services: Services, principal: Principal, uuid: str) -> Any:
+    """The account's call, or 404 (the same answer for another account's call)."""
+    key = canonical_uuid(uuid)
+    if key is None:
+        raise NotFound("Call not found.")
+    with db.read(services.engine) as conn:
+        row = call_queries.get_call(conn, principal.account.id, key)
+    if row is None:
+        raise NotFound("Call not found.")
+    return row
+
+
+@router.get(
+    "",
+    response_model=CallPage,
+    response_class=JSONBytes,
+    responses={**AUTHED, **INVALID},
+    summary="List calls",
+)
+def list_cdrs(
+    request: Request,
+    services: ServicesDep,
+    principal: ReaderDep,
+    from_: str | None = Query(None, alias="from", description="Start date, YYYY-MM-DD (default today - 30 days)"),
+    to: str | None = Query(None, description="End date, YYYY-MM-DD, inclusive (default today)"),
+    direction: str | None = Query(None, description="inbound, outbound, internal or local"),
+    extension: str | None = Query(None, description="extension_number or agent_extension, 3-20 chars"),
+    phone: str | None = Query(None, description="caller or destination number, matched as a suffix"),
+    page: str | None = Query(None, description="Page number, >= 1"),
+    per_page: str | None = Query(None, description="1-200, default 50"),
+) -> JSONBytes:
+    """Calls in the account's window, newest first, with an exact ``total``."""
+    # Laravel reads the last of repeated parameters and treats empty ones as absent.
+    params = {k: v for k in LIST_PARAMS if (v := request.query_params.get(k)) not in (None, "")}
+    account = principal.account
+    query = parse_list_query(
+        params,
+        AccountView(account.timezone, account.country, account.max_window_days),
+        services.clock.now(),
+    )
+    with db.read(services.engine) as conn:
+        rows, total = call_queries.list_calls(conn, account.id, query)
+    data = [api_item(r) for r in rows]
+    first = query.offset + 1 if data else None
+    return JSONBytes(
+        {
+            "current_page": query.page,
+            "data": data,
+            "last_page": last_page(total, query.per_page),
+            "per_page": query.per_page,
+            "total": total,
+            "from": first,
+            "to": query.offset + len(data) if data else None,
+        }
+    )
+
+
+@router.get(
+    "/{uuid}",
+    response_model=CallDetail,
+    response_class=JSONBytes,
+    responses={**AUTHED, **NOT_FOUND},
+    summary="Call detail with a signed recording link",
+)
+def show_cdr(uuid: str, services: ServicesDep, principal: ReaderDep) -> JSONBytes:
+    row = find_call(services, principal, uuid)
+    item: dict[str, Any] = api_item(row)
+    item["recording"] = None
+    return JSONBytes({"data": item})
+
+
+@router.post(
+    "",
+    response_model=IngestResult,
+    status_code=200,
+    response_class=JSONBytes,
+    responses={
+        201: {"model": IngestResult, "description": "At least one call was created"},
+        400: _err("The body is not JSON"),
+        413: _err("The body is larger than the ingest limit"),
+        **AUTHED,
+        **INVALID,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/CallIn"},
+                            {"$ref": "#/components/schemas/CallBatchIn"},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+    summary=f"Ingest one call, or a batch of up to {MAX_BATCH}",
+)
+async def ingest_cdrs(request: Request, services: ServicesDep, principal: WriterDep) -> JSONBytes:
+    """Idempotent by (account, uuid): a retried post never makes a second row.
+
+    201 when any call was created, else 200. A batch is validated whole: one bad item and nothing
+    is written.
+    """
+    body = parse_json(await read_capped(request, MAX_INGEST_BYTES))
+    batch, _ = parse_payload(body)
+    account = principal.account
+    now = int(services.clock.now())
+
+    def store() -> list[str]:
+        with db.write(services.engine) as conn:
+            return call_queries.upsert_calls(conn, account.id, account.country, batch, origin="api", now=now)
+
+    statuses = await run_in_threadpool(store)
+    tally = {s: statuses.count(s) for s in ("created", "updated", "unchanged")}
+    return JSONBytes(
+        {"data": [{"uuid": c.uuid, "status": s} for c, s in zip(batch, statuses, strict=True)], **tally},
+        status_code=201 if tally["created"] else 200,
+    )
+
+
+# Referenced so the documented request models appear in components/schemas.
+DOCUMENTED_MODELS = (CallIn, CallBatchIn)

@@ -1,0 +1,102 @@
+"""The app factory: settings in, a FastAPI application out. No globals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pbx_cdr import __version__
+from pbx_cdr.api.deps import Services
+from pbx_cdr.api.responses import error_response
+from pbx_cdr.api.routes import cdr, health
+from pbx_cdr.api.schemas import CallBatchIn, CallIn
+from pbx_cdr.clock import Clock, SystemClock
+from pbx_cdr.config import Settings
+from pbx_cdr.db.engine import make_engine
+from pbx_cdr.errors import ApiError, ServiceUnavailable, ValidationFailed
+
+HTTP_MESSAGES = {404: "Not found.", 405: "Method not allowed."}
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the application for ``settings`` (already resolved: see ``config.load_settings``)."""
+    app = FastAPI(
+        title="pbx-cdr",
+        version=__version__,
+        description="Call detail records and recordings of a FreeSWITCH call centre.",
+    )
+    app.state.services = Services(
+        settings=settings,
+        engine=engine
+        or make_engine(
+            settings.database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            pool_size=settings.db_pool_size,
+        ),
+        clock=clock or SystemClock(),
+    )
+    _install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(cdr.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        errors: dict[str, list[str]] = {}
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
+            errors.setdefault(field, []).append(str(err.get("msg", "is invalid")))
+        return error_response(ValidationFailed(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        message = HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+        return error_response(_status_error(exc.status_code, message, dict(exc.headers or {})))
+
+    @app.exception_handler(OperationalError)
+    async def _db_lost(_request: Request, _exc: OperationalError) -> Response:
+        return error_response(ServiceUnavailable())
+
+
+def _status_error(status: int, message: str, headers: dict[str, str]) -> ApiError:
+    error = ApiError(message, headers=headers)
+    error.status_code = status
+    return error
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (CallIn, CallBatchIn):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in model_schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[model.__name__] = model_schema
+    # FastAPI adds its own 422 schema to routes with parameters; ours is the Laravel shape.
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            response = operation.get("responses", {}).get("422")
+            if response and "HTTPValidationError" in str(response):
+                response["content"] = {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ValidationErrorBody"}}
+                }
+    app.openapi_schema = schema
+    return schema

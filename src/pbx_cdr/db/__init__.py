@@ -1,0 +1,1 @@
+"""The database layer: tables, migrations, and every SQL statement the service runs."""

@@ -1,0 +1,26 @@
+"""Alembic environment: the engine comes from the caller (``pbx_cdr.db.migrate``)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import text
+
+from pbx_cdr.db.tables import metadata
+
+config = context.config
+engine = config.attributes["engine"]
+
+with engine.connect() as connection:
+    if connection.dialect.name == "postgresql":
+        # Several processes may start at once (serve --workers N): one migrates, the others wait.
+        connection.execute(text("SELECT pg_advisory_lock(7261001)"))
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_unlock(7261001)"))
+        connection.commit()

@@ -1,0 +1,1 @@
+"""Repositories: functions that take a Connection and run SQL. They never commit."""

@@ -1,0 +1,93 @@
+"""Per-account, per-UTC-hour, per-direction call counts, kept on every write.
+
+An exact total of a window is the sum of the whole hours inside it plus an exact count of the two
+partial hours at its edges (none when the window starts on a whole hour, as it does in every
+timezone with a whole-hour offset).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pbx_cdr.db.tables import call_hour_counts, calls
+
+HOUR = 3600
+
+
+def adjust(conn: Connection, account_id: int, deltas: Counter[tuple[int, str]]) -> None:
+    """Add ``deltas[(hour, direction)]`` to the counts (negative for removed calls)."""
+    rows = [
+        {"account_id": account_id, "hour": hour, "direction": direction, "n": n}
+        for (hour, direction), n in sorted(deltas.items())
+        if n
+    ]
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(call_hour_counts)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "hour", "direction"],
+        set_={"n": call_hour_counts.c.n + stmt.excluded.n},
+    )
+    conn.execute(stmt, rows)
+
+
+def hour_deltas(items: Iterable[tuple[int, str]], sign: int = 1) -> Counter[tuple[int, str]]:
+    """Count (start_ts, direction) pairs into (hour, direction) buckets."""
+    out: Counter[tuple[int, str]] = Counter()
+    for start_ts, direction in items:
+        out[(start_ts // HOUR, direction)] += sign
+    return out
+
+
+def window_total(
+    conn: Connection, account_id: int, start_ts: int, end_ts: int, direction: str | None
+) -> int:
+    """Exact number of the account's calls with ``start_ts`` in ``[start_ts, end_ts)``."""
+    first_whole = -(-start_ts // HOUR)  # the first hour that starts inside the window
+    end_whole = end_ts // HOUR  # the first hour that is not whole inside the window
+    total = 0
+    if first_whole < end_whole:
+        where = [
+            call_hour_counts.c.account_id == account_id,
+            call_hour_counts.c.hour >= first_whole,
+            call_hour_counts.c.hour < end_whole,
+        ]
+        if direction:
+            where.append(call_hour_counts.c.direction == direction)
+        total += conn.execute(select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*where)).scalar_one()
+        edges = [(start_ts, first_whole * HOUR), (end_whole * HOUR, end_ts)]
+    else:
+        edges = [(start_ts, end_ts)]
+    for low, high in edges:
+        if low < high:
+            total += _count_rows(conn, account_id, low, high, direction)
+    return int(total)
+
+
+def _count_rows(conn: Connection, account_id: int, low: int, high: int, direction: str | None) -> int:
+    where = [calls.c.account_id == account_id, calls.c.start_ts >= low, calls.c.start_ts < high]
+    if direction:
+        where.append(calls.c.direction == direction)
+    return int(conn.execute(select(func.count()).select_from(calls).where(and_(*where))).scalar_one())
+
+
+def rebuild(conn: Connection, account_id: int) -> None:
+    """Recompute an account's counts from its calls (repair, or after a bulk load)."""
+    conn.execute(call_hour_counts.delete().where(call_hour_counts.c.account_id == account_id))
+    hour = calls.c.start_ts // HOUR
+    rows = conn.execute(
+        select(hour.label("hour"), calls.c.direction, func.count().label("n"))
+        .where(calls.c.account_id == account_id)
+        .group_by(hour, calls.c.direction)
+    ).all()
+    if rows:
+        conn.execute(
+            call_hour_counts.insert(),
+            [{"account_id": account_id, "hour": int(r.hour), "direction": r.direction, "n": r.n} for r in rows],
+        )
+

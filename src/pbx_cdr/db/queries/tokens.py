@@ -1,0 +1,86 @@
+"""API tokens, stored only as a hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, update
+
+from pbx_cdr.db.tables import api_tokens
+
+# last_used_ts is written at most this often per token, so reads do not all become writes.
+LAST_USED_RESOLUTION = 60
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: int
+    account_id: int
+    name: str
+    scopes: frozenset[str]
+    created_ts: int
+    last_used_ts: int | None
+    revoked_ts: int | None
+
+
+def _token(row: object) -> TokenRow:
+    return TokenRow(
+        id=row.id,  # type: ignore[attr-defined]
+        account_id=row.account_id,  # type: ignore[attr-defined]
+        name=row.name,  # type: ignore[attr-defined]
+        scopes=frozenset(row.scopes.split()),  # type: ignore[attr-defined]
+        created_ts=row.created_ts,  # type: ignore[attr-defined]
+        last_used_ts=row.last_used_ts,  # type: ignore[attr-defined]
+        revoked_ts=row.revoked_ts,  # type: ignore[attr-defined]
+    )
+
+
+def create_token(
+    conn: Connection, *, account_id: int, name: str, token_hash: str, scopes: list[str], now: int
+) -> TokenRow:
+    row = conn.execute(
+        insert(api_tokens)
+        .values(
+            account_id=account_id,
+            name=name,
+            token_hash=token_hash,
+            scopes=" ".join(sorted(set(scopes))),
+            created_ts=now,
+        )
+        .returning(*api_tokens.c)
+    ).one()
+    return _token(row)
+
+
+def find_active_token(conn: Connection, token_hash: str) -> TokenRow | None:
+    row = conn.execute(
+        select(api_tokens).where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_ts.is_(None))
+    ).one_or_none()
+    return _token(row) if row else None
+
+
+def touch_token(conn: Connection, token: TokenRow, now: int) -> None:
+    """Keep ``last_used_ts``, at a resolution that spares the database a write per request."""
+    if token.last_used_ts is None or now - token.last_used_ts >= LAST_USED_RESOLUTION:
+        conn.execute(update(api_tokens).where(api_tokens.c.id == token.id).values(last_used_ts=now))
+
+
+def list_tokens(conn: Connection, account_id: int) -> list[TokenRow]:
+    rows = conn.execute(
+        select(api_tokens).where(api_tokens.c.account_id == account_id).order_by(api_tokens.c.id)
+    )
+    return [_token(r) for r in rows]
+
+
+def revoke_token(conn: Connection, token_id: int, now: int) -> bool:
+    result = conn.execute(
+        update(api_tokens)
+        .where(api_tokens.c.id == token_id, api_tokens.c.revoked_ts.is_(None))
+        .values(revoked_ts=now)
+    )
+    return result.rowcount > 0
+
+
+def get_token(conn: Connection, token_id: int) -> TokenRow | None:
+    row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).one_or_none()
+    return _token(row) if row else None

@@ -1,0 +1,164 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations make it; this module describes it.
+
+Times are integer epoch seconds (UTC): compact, fast to compare, the same on every dialect.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite's BIGINT is not an alias of the rowid; INTEGER is. PostgreSQL gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Phone search keys are compared as byte strings: under a linguistic collation ':' would sort
+# among digits and break the suffix ranges.
+SearchKey = String(32).with_variant(String(32, collation="C"), "postgresql")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("max_window_days", Integer, nullable=False),
+    Column("recording_url_ttl", Integer, nullable=False),
+    Column("rate_limit_per_minute", Integer, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(200), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("last_used_ts", BigInteger),
+    Column("revoked_ts", BigInteger),
+    Index("ix_api_tokens_account", "account_id"),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("uuid", String(36), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("source_type", String(24), nullable=False),
+    Column("caller_number", String(64), nullable=False),
+    Column("destination_number", String(64), nullable=False),
+    Column("caller_key", SearchKey, nullable=False),
+    Column("destination_key", SearchKey, nullable=False),
+    Column("extension_number", String(32)),
+    Column("agent_extension", String(32)),
+    Column("start_ts", BigInteger, nullable=False),
+    Column("answer_ts", BigInteger),
+    Column("end_ts", BigInteger, nullable=False),
+    Column("duration", Integer, nullable=False),
+    Column("billsec", Integer, nullable=False),
+    Column("queue_name", String(128)),
+    Column("queue_wait_time", Integer),
+    Column("trunk_name", String(128)),
+    Column("transfer_count", Integer, nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("hangup_cause", String(64), nullable=False),
+    Column("sip_response_code", String(3)),
+    Column("recording_available", Boolean, nullable=False),
+    Column("origin", String(16), nullable=False),  # 'api' or 'freeswitch': who wrote the row
+    Column("created_ts", BigInteger, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "uuid", name="uq_calls_account_uuid"),
+    Index("ix_calls_window", "account_id", "start_ts", "id"),
+    Index("ix_calls_direction", "account_id", "direction", "start_ts", "id"),
+    Index("ix_calls_extension", "account_id", "extension_number", "start_ts"),
+    Index("ix_calls_agent", "account_id", "agent_extension", "start_ts"),
+    Index("ix_calls_caller_key", "account_id", "caller_key", "start_ts"),
+    Index("ix_calls_destination_key", "account_id", "destination_key", "start_ts"),
+)
+
+# Calls per account, UTC hour and direction, kept on every write in the same transaction, so an
+# exact total sums whole hours and counts only the partial hours at the window's edges.
+call_hour_counts = Table(
+    "call_hour_counts",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour", Integer, primary_key=True),  # start_ts // 3600
+    Column("direction", String(8), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    # By uuid, not by call id: a recording may arrive before its call.
+    Column("call_uuid", String(36), nullable=False),
+    Column("storage_key", String(200), nullable=False),
+    Column("file_size", BigInteger, nullable=False),
+    Column("duration", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("audio_format", String(16), nullable=False),
+    Column("recorded_ts", BigInteger),  # null: take the call's answer, else start time
+    Column("created_ts", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "call_uuid", name="uq_recordings_account_call"),
+)
+
+# Every raw FreeSWITCH leg, compressed, so calls can be derived again when the mapping improves.
+cdr_legs = Table(
+    "cdr_legs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("leg_uuid", String(64), nullable=False),
+    Column("call_uuid", String(64), nullable=False),  # the A-leg this leg folds into
+    Column("role", String(16), nullable=False),  # a_leg, b_leg, agent, transfer
+    Column("body_gz", LargeBinary, nullable=False),
+    Column("received_ts", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "leg_uuid", name="uq_cdr_legs_account_leg"),
+    Index("ix_cdr_legs_call", "account_id", "call_uuid"),
+    Index("ix_cdr_legs_received", "account_id", "received_ts"),
+)
+
+# mod_callcenter names agents; a name is not always the extension.
+agent_aliases = Table(
+    "agent_aliases",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent_name", String(128), primary_key=True),
+    Column("extension", String(32), nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at_ts", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),  # link_minted, download
+    Column("account_id", Integer, nullable=False),
+    Column("token_id", Integer),
+    Column("recording_id", BigInteger),
+    Column("client_addr", String(64)),
+    Column("bytes_sent", BigInteger),
+    Column("status", Integer),
+    Column("detail", Text),
+    Index("ix_audit_account_at", "account_id", "at_ts"),
+)

@@ -1,0 +1,1 @@
+"""Demo data: realistic traffic for `pbx-cdr demo` and for tests."""

@@ -1,0 +1,1 @@
+"""Parsing what arrives (JSON CDRs, FreeSWITCH legs) into calls: pure functions."""
