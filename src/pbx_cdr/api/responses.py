@@ -30,6 +30,9 @@ def error_response(error: ApiError) -> Response:
     )
 
 
+Responses = dict[int | str, dict[str, Any]]
+
+
 def _err(description: str, model: type = ErrorBody, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {"model": model, "description": description}
     if headers:
@@ -42,10 +45,10 @@ RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": {"schema": {"type": "integer"}},
     "X-RateLimit-Remaining": {"schema": {"type": "integer"}},
 }
-UNAUTHENTICATED = {401: _err("No token, or a malformed, unknown or revoked token")}
-FORBIDDEN = {403: _err("The token lacks the scope this route needs")}
-NOT_FOUND = {404: _err("No such call in this account")}
-INVALID = {422: _err("Validation failed", ValidationErrorBody)}
-TOO_MANY = {429: _err("The token's rate limit is exceeded", headers=RATE_LIMIT_HEADERS)}
-UNAVAILABLE = {503: _err("The database cannot be reached")}
-AUTHED = {**UNAUTHENTICATED, **FORBIDDEN, **TOO_MANY, **UNAVAILABLE}
+UNAUTHENTICATED: Responses = {401: _err("No token, or a malformed, unknown or revoked token")}
+FORBIDDEN: Responses = {403: _err("The token lacks the scope this route needs")}
+NOT_FOUND: Responses = {404: _err("No such call in this account")}
+INVALID: Responses = {422: _err("Validation failed", ValidationErrorBody)}
+TOO_MANY: Responses = {429: _err("The token's rate limit is exceeded", headers=RATE_LIMIT_HEADERS)}
+UNAVAILABLE: Responses = {503: _err("The database cannot be reached")}
+AUTHED: Responses = {**UNAUTHENTICATED, **FORBIDDEN, **TOO_MANY, **UNAVAILABLE}

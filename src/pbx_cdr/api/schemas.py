@@ -22,7 +22,9 @@ class CallItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    uuid: str = Field(description="Call UUID (the A-leg's uuid)", examples=["65569ce0-0183-4f61-a3b2-0e433cfa4031"])
+    uuid: str = Field(
+        description="Call UUID (the A-leg's uuid)", examples=["65569ce0-0183-4f61-a3b2-0e433cfa4031"]
+    )
     direction: Direction
     source_type: SourceType
     caller_number: str

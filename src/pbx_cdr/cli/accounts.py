@@ -22,11 +22,19 @@ from pbx_cdr.domain.accounts import InvalidAccountSetting
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
-            click.option("--timezone", help="IANA timezone of the account's days (default PBX_CDR_DEFAULT_TIMEZONE)"),
+            click.option(
+                "--timezone", help="IANA timezone of the account's days (default PBX_CDR_DEFAULT_TIMEZONE)"
+            ),
             click.option("--country", help="Default country for phone numbers, ISO 3166 (default VN)"),
-            click.option("--max-window-days", type=int, help="Widest from..to window of the list (default 30)"),
-            click.option("--recording-url-ttl", type=int, help="Signed link lifetime, seconds (default 1800)"),
-            click.option("--rate-limit", type=int, help="Requests per minute per token; 0 turns it off (default 600)"),
+            click.option(
+                "--max-window-days", type=int, help="Widest from..to window of the list (default 30)"
+            ),
+            click.option(
+                "--recording-url-ttl", type=int, help="Signed link lifetime, seconds (default 1800)"
+            ),
+            click.option(
+                "--rate-limit", type=int, help="Requests per minute per token; 0 turns it off (default 600)"
+            ),
             click.option("--json", "as_json", is_flag=True, help="Print JSON"),
         ]
     ):
@@ -87,7 +95,7 @@ def register(cli: click.Group) -> None:
     @click.argument("name")
     @_settings_options
     @pass_ctx
-    def create(ctx: CliContext, name: str, as_json: bool, rate_limit: int | None, **options: Any) -> None:
+    def create(ctx: CliContext, /, name: str, as_json: bool, rate_limit: int | None, **options: Any) -> None:
         """Create an account."""
         account = create_account(ctx, name, rate_limit_per_minute=rate_limit, **options)
         if as_json:
@@ -109,8 +117,13 @@ def register(cli: click.Group) -> None:
         table = Table("id", "name", "timezone", "country", "window", "link ttl", "rate/min")
         for a in rows:
             table.add_row(
-                str(a.id), a.name, a.timezone, a.country, f"{a.max_window_days} d",
-                f"{a.recording_url_ttl} s", str(a.rate_limit_per_minute or "off"),
+                str(a.id),
+                a.name,
+                a.timezone,
+                a.country,
+                f"{a.max_window_days} d",
+                f"{a.recording_url_ttl} s",
+                str(a.rate_limit_per_minute or "off"),
             )
         Console().print(table)
 
@@ -120,7 +133,13 @@ def register(cli: click.Group) -> None:
     @_settings_options
     @pass_ctx
     def update(
-        ctx: CliContext, account_id: int, name: str | None, as_json: bool, rate_limit: int | None, **options: Any
+        ctx: CliContext,
+        /,
+        account_id: int,
+        name: str | None,
+        as_json: bool,
+        rate_limit: int | None,
+        **options: Any,
     ) -> None:
         """Change an account's settings (a new country re-keys its numbers for phone search)."""
         account = require_account(ctx, account_id)

@@ -72,8 +72,12 @@ def register(cli: click.Group) -> None:
         click.echo(f"read token: {token}")
         click.echo("try:")
         click.echo(f"  curl -s -H 'Authorization: Bearer {token}' '{base}/api/pbx/cdr?per_page=5'")
-        click.echo(f"  curl -s -H 'Authorization: Bearer {token}' '{base}/api/pbx/cdr?direction=inbound&phone=0987'")
-        click.echo(f"  curl -s -H 'Authorization: Bearer {token}' '{base}/api/pbx/cdr?extension=1001&per_page=3'")
+        click.echo(
+            f"  curl -s -H 'Authorization: Bearer {token}' '{base}/api/pbx/cdr?direction=inbound&phone=0987'"
+        )
+        click.echo(
+            f"  curl -s -H 'Authorization: Bearer {token}' '{base}/api/pbx/cdr?extension=1001&per_page=3'"
+        )
         if serve:
             click.echo(f"serving on {base} (Ctrl+C stops)")
             run_server(ctx, host, port, 1)

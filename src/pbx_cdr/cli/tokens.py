@@ -59,7 +59,9 @@ def register(cli: click.Group) -> None:
         if as_json:
             click.echo(json.dumps({"id": token_id, "token": token}))
         else:
-            click.echo(f"token {token_id} ({', '.join(sorted(set(scopes)))}); store it now, it is not shown again:")
+            click.echo(
+                f"token {token_id} ({', '.join(sorted(set(scopes)))}); store it now, it is not shown again:"
+            )
             click.echo(token)
 
     @tokens.command("list")
@@ -72,17 +74,32 @@ def register(cli: click.Group) -> None:
         with db.read(ctx.engine()) as conn:
             rows = queries.list_tokens(conn, account_id)
         if as_json:
-            click.echo(json.dumps([
-                {"id": t.id, "name": t.name, "scopes": sorted(t.scopes), "created_at": _when(t.created_ts),
-                 "last_used_at": _when(t.last_used_ts) if t.last_used_ts else None,
-                 "revoked_at": _when(t.revoked_ts) if t.revoked_ts else None}
-                for t in rows
-            ]))
+            click.echo(
+                json.dumps(
+                    [
+                        {
+                            "id": t.id,
+                            "name": t.name,
+                            "scopes": sorted(t.scopes),
+                            "created_at": _when(t.created_ts),
+                            "last_used_at": _when(t.last_used_ts) if t.last_used_ts else None,
+                            "revoked_at": _when(t.revoked_ts) if t.revoked_ts else None,
+                        }
+                        for t in rows
+                    ]
+                )
+            )
             return
         table = Table("id", "name", "scopes", "created", "last used", "revoked")
         for t in rows:
-            table.add_row(str(t.id), t.name, " ".join(sorted(t.scopes)), _when(t.created_ts),
-                          _when(t.last_used_ts), _when(t.revoked_ts))
+            table.add_row(
+                str(t.id),
+                t.name,
+                " ".join(sorted(t.scopes)),
+                _when(t.created_ts),
+                _when(t.last_used_ts),
+                _when(t.revoked_ts),
+            )
         Console().print(table)
 
     @tokens.command("revoke")

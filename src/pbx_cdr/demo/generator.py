@@ -15,10 +15,37 @@ from zoneinfo import ZoneInfo
 from pbx_cdr.domain.call import Call
 
 MOBILE_PREFIXES = (
-    "86", "96", "97", "98", "32", "33", "34", "35", "36", "37", "38", "39",  # Viettel
-    "88", "91", "94", "83", "84", "85", "81", "82",  # Vinaphone
-    "89", "90", "93", "70", "79", "77", "76", "78",  # Mobifone
-    "56", "58", "59",  # Vietnamobile, Gmobile
+    "86",
+    "96",
+    "97",
+    "98",
+    "32",
+    "33",
+    "34",
+    "35",
+    "36",
+    "37",
+    "38",
+    "39",  # Viettel
+    "88",
+    "91",
+    "94",
+    "83",
+    "84",
+    "85",
+    "81",
+    "82",  # Vinaphone
+    "89",
+    "90",
+    "93",
+    "70",
+    "79",
+    "77",
+    "76",
+    "78",  # Mobifone
+    "56",
+    "58",
+    "59",  # Vietnamobile, Gmobile
 )
 LANDLINE_PREFIXES = ("28", "24", "236", "225")  # Ho Chi Minh City, Hanoi, Da Nang, Hai Phong
 QUEUES = ("sales", "support", "billing", "vip")
@@ -150,7 +177,9 @@ def generate_call(rng: random.Random, now: datetime, days: int, tz: ZoneInfo) ->
     )
 
 
-def generate_calls(count: int, *, days: int = 30, tz: str = "UTC", seed: int = 7, now: datetime | None = None) -> Iterator[Call]:
+def generate_calls(
+    count: int, *, days: int = 30, tz: str = "UTC", seed: int = 7, now: datetime | None = None
+) -> Iterator[Call]:
     rng = random.Random(seed)
     moment = now or datetime.now(ZoneInfo("UTC"))
     zone = ZoneInfo(tz)

@@ -21,7 +21,9 @@ def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidAccountSetting(f"unknown timezone {value!r} (use an IANA name such as Asia/Ho_Chi_Minh)") from exc
+        raise InvalidAccountSetting(
+            f"unknown timezone {value!r} (use an IANA name such as Asia/Ho_Chi_Minh)"
+        ) from exc
     return value
 
 
@@ -55,7 +57,9 @@ def check_settings(
     if max_window_days is not None:
         out["max_window_days"] = check_range("--max-window-days", max_window_days, 1, MAX_WINDOW_DAYS)
     if recording_url_ttl is not None:
-        out["recording_url_ttl"] = check_range("--recording-url-ttl", recording_url_ttl, 1, MAX_RECORDING_URL_TTL)
+        out["recording_url_ttl"] = check_range(
+            "--recording-url-ttl", recording_url_ttl, 1, MAX_RECORDING_URL_TTL
+        )
     if rate_limit_per_minute is not None:
         out["rate_limit_per_minute"] = check_range("--rate-limit", rate_limit_per_minute, 0, 1_000_000)
     return out

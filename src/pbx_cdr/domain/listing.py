@@ -135,7 +135,8 @@ def parse_list_query(params: Mapping[str, str], account: AccountView, now: float
     if errors:
         raise ValidationFailed(errors)
 
-    assert page is not None and per_page is not None
+    assert page is not None
+    assert per_page is not None
     return ListQuery(
         start_ts=local_day_start(start, tz),
         end_ts=local_day_start(end + timedelta(days=1), tz),

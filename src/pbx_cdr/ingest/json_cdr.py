@@ -47,7 +47,9 @@ class _Fields:
             self.fail(field, f"The {self.label(field)} field must be a string.")
             return None
         if len(value) > max_length:
-            self.fail(field, f"The {self.label(field)} field must not be greater than {max_length} characters.")
+            self.fail(
+                field, f"The {self.label(field)} field must not be greater than {max_length} characters."
+            )
             return None
         if any(ord(ch) < 32 for ch in value):
             self.fail(field, f"The {self.label(field)} field must not contain control characters.")
@@ -146,7 +148,12 @@ def parse_call(item: Any, prefix: str, errors: dict[str, list[str]]) -> Call | N
 
     if sum(len(v) for v in errors.values()) > before:
         return None
-    assert call_uuid and direction and caller and destination and start is not None and end is not None
+    assert call_uuid
+    assert direction
+    assert caller
+    assert destination
+    assert start is not None
+    assert end is not None
 
     answered = answer is not None
     if cause is None:

@@ -58,7 +58,9 @@ def list_cdrs(
     request: Request,
     services: ServicesDep,
     principal: ReaderDep,
-    from_: str | None = Query(None, alias="from", description="Start date, YYYY-MM-DD (default today - 30 days)"),
+    from_: str | None = Query(
+        None, alias="from", description="Start date, YYYY-MM-DD (default today - 30 days)"
+    ),
     to: str | None = Query(None, description="End date, YYYY-MM-DD, inclusive (default today)"),
     direction: str | None = Query(None, description="inbound, outbound, internal or local"),
     extension: str | None = Query(None, description="extension_number or agent_extension, 3-20 chars"),

@@ -105,7 +105,7 @@ def upsert_calls(
         deltas[(old.start_ts // counts.HOUR, old.direction)] -= 1
         deltas[(call.start_ts // counts.HOUR, call.direction)] += 1
     if changed:
-        fields = {name: bindparam(name) for name in changed[0] if name != "b_id"}
+        fields: dict[str, Any] = {name: bindparam(name) for name in changed[0] if name != "b_id"}
         conn.execute(update(calls).where(calls.c.id == bindparam("b_id")).values(**fields), changed)
     counts.adjust(conn, account_id, deltas)
     return statuses
@@ -131,7 +131,7 @@ def _uuids_with_recording(conn: Connection, account_id: int, uuids: Sequence[str
     return {r.call_uuid for r in rows}
 
 
-def get_call(conn: Connection, account_id: int, uuid: str) -> Row[Any] | None:
+def get_call(conn: Connection, account_id: int, uuid: str) -> Any:
     return conn.execute(
         select(*API_COLUMNS).where(calls.c.account_id == account_id, calls.c.uuid == uuid)
     ).one_or_none()
@@ -168,7 +168,9 @@ def _matching_ids(account_id: int, q: ListQuery) -> Select[Any] | None:
             union(
                 select(calls.c.id).where(*window, calls.c.extension_number == q.extension),
                 select(calls.c.id).where(*window, calls.c.agent_extension == q.extension),
-            ).subquery().select()
+            )
+            .subquery()
+            .select()
         )
     if q.phone_suffix is not None:
         low, high = key_prefix_range(q.phone_suffix)
@@ -178,7 +180,9 @@ def _matching_ids(account_id: int, q: ListQuery) -> Select[Any] | None:
                 select(calls.c.id).where(
                     *window, calls.c.destination_key >= low, calls.c.destination_key < high
                 ),
-            ).subquery().select()
+            )
+            .subquery()
+            .select()
         )
     if not parts:
         return None
@@ -188,7 +192,7 @@ def _matching_ids(account_id: int, q: ListQuery) -> Select[Any] | None:
     return select(first.c.id).join(second, first.c.id == second.c.id)
 
 
-def list_calls(conn: Connection, account_id: int, q: ListQuery) -> tuple[list[Row[Any]], int]:
+def list_calls(conn: Connection, account_id: int, q: ListQuery) -> tuple[list[Any], int]:
     """One page, newest first (ties by id), and the exact total of the whole filtered window."""
     ids = _matching_ids(account_id, q)
     order = (calls.c.start_ts.desc(), calls.c.id.desc())
@@ -196,7 +200,11 @@ def list_calls(conn: Connection, account_id: int, q: ListQuery) -> tuple[list[Ro
         total = counts.window_total(conn, account_id, q.start_ts, q.end_ts, q.direction)
         if q.offset >= total:
             return [], total
-        where = [calls.c.account_id == account_id, calls.c.start_ts >= q.start_ts, calls.c.start_ts < q.end_ts]
+        where = [
+            calls.c.account_id == account_id,
+            calls.c.start_ts >= q.start_ts,
+            calls.c.start_ts < q.end_ts,
+        ]
         if q.direction:
             where.append(calls.c.direction == q.direction)
         page = select(*API_COLUMNS).where(and_(*where)).order_by(*order).limit(q.per_page).offset(q.offset)
@@ -227,9 +235,9 @@ def rekey_numbers(conn: Connection, account_id: int, country: str, batch_size: i
         if not rows:
             return done
         conn.execute(
-            update(calls).where(calls.c.id == bindparam("b_id")).values(
-                caller_key=bindparam("ck"), destination_key=bindparam("dk")
-            ),
+            update(calls)
+            .where(calls.c.id == bindparam("b_id"))
+            .values(caller_key=bindparam("ck"), destination_key=bindparam("dk")),
             [
                 {
                     "b_id": r.id,

@@ -44,9 +44,7 @@ def hour_deltas(items: Iterable[tuple[int, str]], sign: int = 1) -> Counter[tupl
     return out
 
 
-def window_total(
-    conn: Connection, account_id: int, start_ts: int, end_ts: int, direction: str | None
-) -> int:
+def window_total(conn: Connection, account_id: int, start_ts: int, end_ts: int, direction: str | None) -> int:
     """Exact number of the account's calls with ``start_ts`` in ``[start_ts, end_ts)``."""
     first_whole = -(-start_ts // HOUR)  # the first hour that starts inside the window
     end_whole = end_ts // HOUR  # the first hour that is not whole inside the window
@@ -59,7 +57,9 @@ def window_total(
         ]
         if direction:
             where.append(call_hour_counts.c.direction == direction)
-        total += conn.execute(select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*where)).scalar_one()
+        total += conn.execute(
+            select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*where)
+        ).scalar_one()
         edges = [(start_ts, first_whole * HOUR), (end_whole * HOUR, end_ts)]
     else:
         edges = [(start_ts, end_ts)]
@@ -88,6 +88,8 @@ def rebuild(conn: Connection, account_id: int) -> None:
     if rows:
         conn.execute(
             call_hour_counts.insert(),
-            [{"account_id": account_id, "hour": int(r.hour), "direction": r.direction, "n": r.n} for r in rows],
+            [
+                {"account_id": account_id, "hour": int(r.hour), "direction": r.direction, "n": r.n}
+                for r in rows
+            ],
         )
-
