@@ -63,19 +63,22 @@ def _parse_date(field: str, value: str, errors: dict[str, list[str]]) -> date | 
 
 
 def _parse_int(
-    field: str, value: str, low: int, high: int | None, errors: dict[str, list[str]]
+    field: str, value: str, low: int, high: int, errors: dict[str, list[str]], *, between: bool
 ) -> int | None:
+    """An integer parameter; ``between`` words the bounds as Laravel's ``between`` rule, else ``min``/``max``."""
     if not _INTEGER.match(value) or len(value) > 20:
         errors[field] = [f"The {_label(field)} field must be an integer."]
         return None
     number = int(value)
-    if high is not None and not low <= number <= high:
+    if low <= number <= high:
+        return number
+    if between:
         errors[field] = [f"The {_label(field)} field must be between {low} and {high}."]
-        return None
-    if number < low:
+    elif number < low:
         errors[field] = [f"The {_label(field)} field must be at least {low}."]
-        return None
-    return number
+    else:
+        errors[field] = [f"The {_label(field)} field must not be greater than {high}."]
+    return None
 
 
 def local_day_start(day: date, tz: ZoneInfo) -> int:
@@ -113,9 +116,9 @@ def parse_list_query(params: Mapping[str, str], account: AccountView, now: float
         else:
             suffix = phone.query_suffix(raw_phone, account.country)
 
-    page = _parse_int("page", params["page"], 1, MAX_PAGE, errors) if "page" in params else 1
+    page = _parse_int("page", params["page"], 1, MAX_PAGE, errors, between=False) if "page" in params else 1
     per_page = (
-        _parse_int("per_page", params["per_page"], 1, MAX_PER_PAGE, errors)
+        _parse_int("per_page", params["per_page"], 1, MAX_PER_PAGE, errors, between=True)
         if "per_page" in params
         else DEFAULT_PER_PAGE
     )

@@ -98,7 +98,7 @@ class _Fields:
 def parse_call(item: Any, prefix: str, errors: dict[str, list[str]]) -> Call | None:
     """One CDR item, or None with its errors added under ``prefix``."""
     if not isinstance(item, dict):
-        errors.setdefault(prefix.rstrip(".") or "data", []).append("Each call must be a JSON object.")
+        errors.setdefault(prefix.rstrip(".") or "body", []).append("Each call must be a JSON object.")
         return None
     before = sum(len(v) for v in errors.values())
     f = _Fields(item, prefix, errors)
