@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev demo serve test test-fast lint format typecheck bench bench-quick clean
+.PHONY: install install-dev demo serve test system-deps test-fast lint format typecheck bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ serve: install
 
 ## test: install dev dependencies and run the whole suite (starts its own PostgreSQL and S3 servers)
 test: install-dev
+	bash scripts/ensure-system-deps.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

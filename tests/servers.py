@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -58,9 +58,34 @@ class PostgresServer:
     port: int
     user: str
     proc: subprocess.Popen[bytes]
+    argv: list[str] = field(default_factory=list)
+    root: Path | None = None
+    preexec: Callable[[], object] | None = None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self, fast: bool = True) -> None:
+        """Stop the server (fast shutdown: connected sessions are cut, as in an outage)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT if fast else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def start(self) -> None:
+        """Start it again on the same data folder and port."""
+        assert self.root is not None
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "server.log", "ab"),  # noqa: SIM115
+            preexec_fn=self.preexec,
+            cwd=self.root,
+        )
+        wait_for_port(self.port, proc=self.proc)
 
 
 def _demote(user: str) -> tuple[int, int] | None:
@@ -77,8 +102,11 @@ def _demote(user: str) -> tuple[int, int] | None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """initdb into a temp folder, start postgres on a free port, yield, stop and remove it."""
+def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[PostgresServer]:
+    """initdb into a temp folder, start postgres on a free port, yield, stop and remove it.
+
+    ``settings`` add or override server settings (the benchmarks give it more memory).
+    """
     bindir = pg_bin()
     root = Path(tempfile.mkdtemp(prefix="pbx-cdr-pg-"))
     data = root / "data"
@@ -106,42 +134,41 @@ def postgres_server() -> Iterator[PostgresServer]:
         cwd=root,
     )
     port = free_port()
+    argv = [
+        str(bindir / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-k",
+        str(root),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=300",
+        "-c",
+        "shared_buffers=128MB",
+        *(arg for name, value in (settings or {}).items() for arg in ("-c", f"{name}={value}")),
+    ]
     proc = subprocess.Popen(
-        [
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(root),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=300",
-            "-c",
-            "shared_buffers=128MB",
-        ],
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=open(root / "server.log", "wb"),  # noqa: SIM115
         preexec_fn=preexec,
         cwd=root,
     )
+    server = PostgresServer(port=port, user=user, proc=proc, argv=argv, root=root, preexec=preexec)
     try:
         wait_for_port(port, proc=proc)
-        yield PostgresServer(port=port, user=user, proc=proc)
+        yield server
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
