@@ -13,19 +13,30 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pbx_cdr import __version__
+from pbx_cdr.api import openapi_doc
 from pbx_cdr.api.deps import Services
+from pbx_cdr.api.middleware import LimitsMiddleware, allowed_methods
 from pbx_cdr.api.responses import error_response
-from pbx_cdr.api.routes import cdr, health
+from pbx_cdr.api.routes import cdr, freeswitch, health, public, recordings
 from pbx_cdr.api.schemas import CallBatchIn, CallIn
 from pbx_cdr.clock import Clock, SystemClock
 from pbx_cdr.config import Settings
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.errors import ApiError, ServiceUnavailable, ValidationFailed
+from pbx_cdr.observability import routes as observability_routes
+from pbx_cdr.observability.middleware import ObservabilityMiddleware
+from pbx_cdr.storage import Storage, storage_from_settings
 
 HTTP_MESSAGES = {404: "Not found.", 405: "Method not allowed."}
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+    storage: Storage | None = None,
+) -> FastAPI:
     """Build the application for ``settings`` (already resolved: see ``config.load_settings``)."""
     app = FastAPI(
         title="pbx-cdr",
@@ -41,10 +52,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None, engine: Engine
             pool_size=settings.db_pool_size,
         ),
         clock=clock or SystemClock(),
+        storage=storage or storage_from_settings(settings),
     )
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(cdr.router)
+    app.include_router(freeswitch.router)
+    app.include_router(recordings.router)
+    app.include_router(public.router)
+    if settings.metrics_enabled:
+        app.include_router(observability_routes.router)
+    app.add_middleware(LimitsMiddleware, settings=settings)
+    app.add_middleware(ObservabilityMiddleware)  # added last: outermost, sees every answer
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -63,9 +82,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(ValidationFailed(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
-        return error_response(_status_error(exc.status_code, message, dict(exc.headers or {})))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first matching route's
+            headers["Allow"] = allowed_methods(request.app.routes, request.scope)
+        return error_response(_status_error(exc.status_code, message, headers))
 
     @app.exception_handler(OperationalError)
     async def _db_lost(_request: Request, _exc: OperationalError) -> Response:
@@ -98,5 +120,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 response["content"] = {
                     "application/json": {"schema": {"$ref": "#/components/schemas/ValidationErrorBody"}}
                 }
+    openapi_doc.complete(schema)
     app.openapi_schema = schema
     return schema

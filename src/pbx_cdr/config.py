@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     # Operations
     log_json: bool = False
     log_level: str = "INFO"
+    metrics_enabled: bool = True  # GET /metrics (Prometheus text format)
+
+    # Resource limits (see docs/security.md): each refusal has its own 4xx in the error shape.
+    max_url_bytes: int = Field(default=4096, ge=256)  # path + query string -> 414
+    max_header_bytes: int = Field(default=16384, ge=1024)  # all header names and values -> 431
+    max_header_count: int = Field(default=100, ge=10)  # -> 431
+    header_timeout: float = Field(default=10.0, gt=0)  # seconds to send the request line and headers -> 408
+    body_idle_timeout: float = Field(default=30.0, gt=0)  # seconds of silence inside a body -> 408
 
     @field_validator("default_timezone")
     @classmethod

@@ -15,6 +15,9 @@ Exception tree::
     ├── RangeNotSatisfiable      416
     ├── ValidationFailed         422  field errors
     ├── BadRequest               400  a body that is not what the route reads
+    ├── RequestTimeout           408  a client too slow sending its request
+    ├── UriTooLong               414  a path and query string over the limit
+    ├── HeadersTooLarge          431  request headers over the limit
     ├── TooManyRequests          429  with Retry-After
     └── ServiceUnavailable       503  the database is gone
 """
@@ -72,6 +75,21 @@ class PayloadTooLarge(ApiError):
 class RangeNotSatisfiable(ApiError):
     status_code = 416
     default_message = "The requested range is not satisfiable."
+
+
+class RequestTimeout(ApiError):
+    status_code = 408
+    default_message = "Request Timeout."
+
+
+class UriTooLong(ApiError):
+    status_code = 414
+    default_message = "The request URI is too long."
+
+
+class HeadersTooLarge(ApiError):
+    status_code = 431
+    default_message = "The request headers are too large."
 
 
 class TooManyRequests(ApiError):

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import wave
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,14 +39,14 @@ def wav_bytes(seconds: float = 1.0, rate: int = 8000) -> bytes:
 
 
 @pytest.fixture
-def shared_env(pg: PostgresServer, s3: S3Server, tmp_path: Path) -> Iterator[dict[str, str]]:
+def shared_env(pg: PostgresServer, s3: S3Server) -> dict[str, str]:
     creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     boto3.client(
         "s3",
         endpoint_url=s3.endpoint,
         **{"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"},
     ).create_bucket(Bucket=BUCKET)
-    yield {
+    return {
         **creds,
         "PBX_CDR_DATABASE_URL": new_pg_database(pg).replace("postgresql+psycopg://", "postgresql://"),
         "PBX_CDR_STORAGE_URL": f"s3://{BUCKET}/recordings",

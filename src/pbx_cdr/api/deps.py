@@ -5,20 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from pbx_cdr import tokens
+from pbx_cdr.api import ratelimit
 from pbx_cdr.clock import Clock
 from pbx_cdr.config import Settings
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.queries import accounts as account_queries
 from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.errors import Forbidden, Unauthenticated
+from pbx_cdr.storage.base import Storage
 
 
 @dataclass
@@ -28,6 +29,11 @@ class Services:
     settings: Settings
     engine: Engine
     clock: Clock
+    storage: Storage
+    rate_limiter: ratelimit.RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate_limiter = ratelimit.RateLimiter(self.engine)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Principal:
     account: Account
     token_id: int
     scopes: frozenset[str]
+    rate: ratelimit.RateDecision = ratelimit.UNLIMITED
 
 
 def get_services(request: Request) -> Services:
@@ -68,22 +75,25 @@ def authenticate(services: Services, token: str | None, scope: str) -> Principal
         raise Unauthenticated()
     now = int(services.clock.now())
     with db.read(services.engine) as conn:
-        row = token_queries.find_active_token(conn, tokens.hash_token(token))
-        account = account_queries.get_account(conn, row.account_id) if row else None
-    if row is None or account is None:
+        found = token_queries.find_active_token_and_account(conn, tokens.hash_token(token))
+    if found is None:
         raise Unauthenticated()
+    row, account = found
+    rate = services.rate_limiter.hit(row.id, account.rate_limit_per_minute, services.clock.now())
+    ratelimit.enforce(rate)
     if scope not in row.scopes:
         raise Forbidden()
     if row.last_used_ts is None or now - row.last_used_ts >= token_queries.LAST_USED_RESOLUTION:
         with db.write(services.engine) as conn:
             token_queries.touch_token(conn, row, now)
-    return Principal(account=account, token_id=row.id, scopes=row.scopes)
+    return Principal(account=account, token_id=row.id, scopes=row.scopes, rate=rate)
 
 
 def require_scope(scope: str, *, allow_basic: bool = False) -> Callable[..., Principal]:
     def dependency(request: Request, services: ServicesDep) -> Principal:
         principal = authenticate(services, bearer_or_basic(request, allow_basic=allow_basic), scope)
         request.state.principal = principal
+        request.state.rate_limit_headers = principal.rate.headers()
         return principal
 
     return dependency

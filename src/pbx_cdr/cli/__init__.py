@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from pbx_cdr.cli import accounts, demo, serve, tokens
+from pbx_cdr.cli import accounts, audit, demo, freeswitch, recordings, serve, tokens
 from pbx_cdr.cli.context import CliError, cli
 
 
@@ -23,7 +23,7 @@ def migrate(ctx: object) -> None:
     click.echo(f"database at revision {current_revision(engine)}")
 
 
-for module in (accounts, tokens, serve, demo):
+for module in (accounts, tokens, serve, demo, recordings, audit, freeswitch):
     module.register(cli)
 
 

@@ -10,6 +10,8 @@ import uvicorn
 from pbx_cdr.cli.context import CliContext, pass_ctx
 from pbx_cdr.config import Settings
 from pbx_cdr.db.migrate import upgrade
+from pbx_cdr.observability.logs import log_config
+from pbx_cdr.observability.metrics import prepare_multiprocess_dir
 
 
 def export_settings(settings: Settings) -> None:
@@ -24,6 +26,8 @@ def run_server(ctx: CliContext, host: str, port: int, workers: int) -> None:
     upgrade(ctx.engine())
     ctx.engine().dispose()
     export_settings(settings)
+    if workers > 1:
+        prepare_multiprocess_dir(settings.data_dir / "metrics")
     uvicorn.run(
         "pbx_cdr.asgi:app_from_env",
         factory=True,
@@ -34,6 +38,9 @@ def run_server(ctx: CliContext, host: str, port: int, workers: int) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=5,
+        http="pbx_cdr.api.protocol:GuardedHttpProtocol",  # deadline and size limits on request heads
+        log_config=log_config(settings),
+        access_log=False,  # pbx_cdr.access logs each request, query strings masked
     )
 
 

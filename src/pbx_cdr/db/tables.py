@@ -18,9 +18,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
+
+AGENT_ONLY = (
+    "agent_extension IS NOT NULL AND (extension_number IS NULL OR extension_number != agent_extension)"
+)
 
 # SQLite's BIGINT is not an alias of the rowid; INTEGER is. PostgreSQL gets a real BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -89,7 +94,16 @@ calls = Table(
     Index("ix_calls_window", "account_id", "start_ts", "id"),
     Index("ix_calls_direction", "account_id", "direction", "start_ts", "id"),
     Index("ix_calls_extension", "account_id", "extension_number", "start_ts"),
-    Index("ix_calls_agent", "account_id", "agent_extension", "start_ts"),
+    # Only the calls whose agent is not also their extension (migration 0003 says why).
+    Index(
+        "ix_calls_agent_only",
+        "account_id",
+        "agent_extension",
+        "start_ts",
+        "id",
+        sqlite_where=text(AGENT_ONLY),
+        postgresql_where=text(AGENT_ONLY),
+    ),
     Index("ix_calls_caller_key", "account_id", "caller_key", "start_ts"),
     Index("ix_calls_destination_key", "account_id", "destination_key", "start_ts"),
 )
@@ -103,6 +117,8 @@ call_hour_counts = Table(
     Column("hour", Integer, primary_key=True),  # start_ts // 3600
     Column("direction", String(8), primary_key=True),
     Column("n", Integer, nullable=False),
+    # Sums read only this index (migration 0003).
+    Index("ix_call_hour_counts_cover", "account_id", "hour", "direction", "n"),
 )
 
 recordings = Table(
@@ -161,4 +177,14 @@ audit_events = Table(
     Column("status", Integer),
     Column("detail", Text),
     Index("ix_audit_account_at", "account_id", "at_ts"),
+)
+
+# Requests per token and one-minute window, shared by every server process (api/ratelimit.py).
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("token_id", Integer, ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),  # epoch seconds, a multiple of the window
+    Column("hits", Integer, nullable=False),
+    Index("ix_rate_limit_counters_window", "window_start"),
 )

@@ -6,6 +6,8 @@ matching rule wins.
 
 from __future__ import annotations
 
+from pbx_cdr.domain.values import SOURCE_TYPES
+
 BUSY_CAUSES = frozenset({"USER_BUSY"})
 BUSY_SIP = frozenset({"486", "600"})
 NO_ANSWER_CAUSES = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "PROGRESS_TIMEOUT", "ALLOTTED_TIMEOUT"})
@@ -111,3 +113,86 @@ def derive_extension(
     if direction == "inbound":
         return short(destination_number)
     return short(caller_number) or (short(destination_number) if direction == "internal" else None)
+
+
+# --- FreeSWITCH calls (ingest/freeswitch): the rules of docs/freeswitch.md, first match wins ---
+
+DIALPLAN_DIRECTIONS = frozenset({"inbound", "outbound", "internal", "local"})
+QUEUE_TIMEOUT_REASONS = frozenset({"TIMEOUT", "NO_AGENT_TIMEOUT"})
+QUEUE_CANCEL_REASONS = frozenset({"BREAK_OUT", "EXIT_WITH_KEY", "NONE", ""})
+CALL_CANCELLED_CAUSES = frozenset({"ORIGINATOR_CANCEL"})
+CALL_NO_ANSWER_CAUSES = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "PROGRESS_TIMEOUT"})
+CALL_NO_ANSWER_SIP = frozenset({"480"})
+
+
+def derive_direction(
+    *,
+    dialplan: str | None = None,
+    from_gateway: bool = False,
+    public_context: bool = False,
+    via_gateway: bool = False,
+    bridged: bool = False,
+) -> str:
+    """The business direction of a call.
+
+    A dialplan variable (``call_direction``) wins when it names one of the four; then inbound (the
+    A-leg came from a gateway or the public context) → outbound (a leg left through a gateway) →
+    internal (another endpoint was reached or tried) → local (IVR, voicemail, feature codes).
+    """
+    if dialplan and dialplan.strip().lower() in DIALPLAN_DIRECTIONS:
+        return dialplan.strip().lower()
+    if from_gateway or public_context:
+        return "inbound"
+    if via_gateway:
+        return "outbound"
+    if bridged:
+        return "internal"
+    return "local"
+
+
+def derive_call_result(
+    *,
+    answered: bool,
+    hangup_cause: str,
+    sip_response_code: str | None = None,
+    voicemail: bool = False,
+    hangup_disposition: str | None = None,
+    queue_cause: str | None = None,
+    queue_cancel_reason: str | None = None,
+) -> str:
+    """The outcome of a FreeSWITCH call.
+
+    voicemail → answered → no_answer for a queue timeout → cancelled (the caller gave up:
+    ``ORIGINATOR_CANCEL``, ``recv_cancel``, or mod_callcenter's ``cancel`` for a caller who left)
+    → busy → no_answer → rejected → failed. ``hangup_cause`` is the cause that decided the
+    outcome: for a bridge that was tried and not answered, the bridge's cause.
+    """
+    cause = hangup_cause.upper()
+    sip = sip_response_code or ""
+    reason = (queue_cancel_reason or "").upper()
+    if voicemail:
+        return "voicemail"
+    if answered:
+        return "answered"
+    if reason in QUEUE_TIMEOUT_REASONS:
+        return "no_answer"
+    if (
+        cause in CALL_CANCELLED_CAUSES
+        or (hangup_disposition or "").lower() == "recv_cancel"
+        or ((queue_cause or "").lower() == "cancel" and reason in QUEUE_CANCEL_REASONS)
+    ):
+        return "cancelled"
+    if cause in BUSY_CAUSES or sip in BUSY_SIP:
+        return "busy"
+    if cause in CALL_NO_ANSWER_CAUSES or sip in CALL_NO_ANSWER_SIP:
+        return "no_answer"
+    if cause in REJECTED_CAUSES or sip in REJECTED_SIP:
+        return "rejected"
+    return "failed"
+
+
+def derive_call_source_type(direction: str, *, dialplan: str | None = None, webrtc: bool = False) -> str:
+    """A dialplan or originate variable (``source_type``) when it names a known one, else by direction."""
+    if dialplan and dialplan.strip().lower() in SOURCE_TYPES:
+        return dialplan.strip().lower()
+    return derive_source_type(direction, webrtc=webrtc)

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from pbx_cdr.api.body import parse_json, read_capped
 from pbx_cdr.api.deps import Principal, ReaderDep, Services, ServicesDep, WriterDep
+from pbx_cdr.api.recording_links import client_address, recording_object
 from pbx_cdr.api.responses import AUTHED, INVALID, NOT_FOUND, JSONBytes, _err
 from pbx_cdr.api.schemas import CallBatchIn, CallDetail, CallIn, CallPage, IngestResult
 from pbx_cdr.db import engine as db
@@ -18,6 +19,7 @@ from pbx_cdr.domain.call import api_item
 from pbx_cdr.domain.listing import AccountView, last_page, parse_list_query
 from pbx_cdr.errors import NotFound
 from pbx_cdr.ingest.json_cdr import MAX_BATCH, parse_payload
+from pbx_cdr.observability import metrics
 
 router = APIRouter(prefix="/api/pbx/cdr", tags=["cdr"])
 
@@ -101,10 +103,10 @@ def list_cdrs(
     responses={**AUTHED, **NOT_FOUND},
     summary="Call detail with a signed recording link",
 )
-def show_cdr(uuid: str, services: ServicesDep, principal: ReaderDep) -> JSONBytes:
+def show_cdr(request: Request, uuid: str, services: ServicesDep, principal: ReaderDep) -> JSONBytes:
     row = find_call(services, principal, uuid)
     item: dict[str, Any] = api_item(row)
-    item["recording"] = None
+    item["recording"] = recording_object(services, principal, row.uuid, client_address(request))
     return JSONBytes({"data": item})
 
 
@@ -153,6 +155,7 @@ async def ingest_cdrs(request: Request, services: ServicesDep, principal: Writer
             return call_queries.upsert_calls(conn, account.id, account.country, batch, origin="api", now=now)
 
     statuses = await run_in_threadpool(store)
+    metrics.count_ingested("api", statuses)
     tally = {s: statuses.count(s) for s in ("created", "updated", "unchanged")}
     return JSONBytes(
         {"data": [{"uuid": c.uuid, "status": s} for c, s in zip(batch, statuses, strict=True)], **tally},

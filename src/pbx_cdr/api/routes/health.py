@@ -10,6 +10,7 @@ from pbx_cdr.api.responses import UNAVAILABLE, JSONBytes
 from pbx_cdr.api.schemas import Health
 from pbx_cdr.db import engine as db
 from pbx_cdr.errors import ServiceUnavailable
+from pbx_cdr.storage.base import StorageError
 
 router = APIRouter(tags=["operations"])
 
@@ -28,4 +29,8 @@ def readyz(services: ServicesDep) -> JSONBytes:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         raise ServiceUnavailable("The database is not reachable.") from exc
+    try:
+        services.storage.check()
+    except StorageError as exc:
+        raise ServiceUnavailable("The recording storage is not reachable.") from exc
     return JSONBytes({"status": "ready"})

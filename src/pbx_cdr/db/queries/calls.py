@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select, union, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, select, text, union, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx_cdr.db.queries import counts
-from pbx_cdr.db.tables import calls, recordings
+from pbx_cdr.db.tables import AGENT_ONLY, calls, recordings
 from pbx_cdr.domain.call import Call
 from pbx_cdr.domain.listing import ListQuery
 from pbx_cdr.domain.phone import key_prefix_range, search_key
@@ -159,66 +159,116 @@ def delete_calls(conn: Connection, account_id: int, uuids: Sequence[str]) -> int
     return len(rows)
 
 
-def _matching_ids(account_id: int, q: ListQuery) -> Select[Any] | None:
-    """The ids the selective filters (extension, phone) allow, as a UNION of index scans."""
-    window = (calls.c.account_id == account_id, calls.c.start_ts >= q.start_ts, calls.c.start_ts < q.end_ts)
-    parts: list[Select[Any]] = []
+# Below this offset a plain OFFSET is as cheap as locating the hour from the counts.
+DEEP_OFFSET = 1000
+_ORDER = (calls.c.start_ts.desc(), calls.c.id.desc())
+
+
+def _snapshot(conn: Connection) -> None:
+    """On PostgreSQL, one snapshot for the total and the page (READ COMMITTED takes one per statement).
+
+    Only when the transaction has run nothing yet: afterwards the isolation level can no longer change,
+    and the caller's own choice stands.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    raw = conn.connection.dbapi_connection
+    info = getattr(raw, "info", None)
+    if info is not None and info.transaction_status == 0:  # psycopg's IDLE: nothing sent yet
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+def _branches(account_id: int, q: ListQuery, low: int, high: int) -> tuple[list[Any], bool]:
+    """The filter as conditions each served by one index, and whether they are pairwise disjoint.
+
+    ``extension`` is the extension column, or the agent column where it differs from the extension
+    (the partial index ``ix_calls_agent_only``): disjoint halves. A phone suffix is a prefix range on
+    either search key; a call can match both.
+    """
+    window = [calls.c.account_id == account_id, calls.c.start_ts >= low, calls.c.start_ts < high]
+    if q.direction:
+        window.append(calls.c.direction == q.direction)
+    ext_parts: list[list[Any]] = [[]]
     if q.extension is not None:
-        parts.append(
-            union(
-                select(calls.c.id).where(*window, calls.c.extension_number == q.extension),
-                select(calls.c.id).where(*window, calls.c.agent_extension == q.extension),
-            )
-            .subquery()
-            .select()
-        )
+        ext_parts = [
+            [calls.c.extension_number == q.extension],
+            [calls.c.agent_extension == q.extension, text(AGENT_ONLY)],
+        ]
+    phone_parts: list[list[Any]] = [[]]
     if q.phone_suffix is not None:
-        low, high = key_prefix_range(q.phone_suffix)
-        parts.append(
-            union(
-                select(calls.c.id).where(*window, calls.c.caller_key >= low, calls.c.caller_key < high),
-                select(calls.c.id).where(
-                    *window, calls.c.destination_key >= low, calls.c.destination_key < high
-                ),
-            )
-            .subquery()
-            .select()
+        low_key, high_key = key_prefix_range(q.phone_suffix)
+        phone_parts = [
+            [calls.c.caller_key >= low_key, calls.c.caller_key < high_key],
+            [calls.c.destination_key >= low_key, calls.c.destination_key < high_key],
+        ]
+    branches = [and_(*window, *e, *p) for e in ext_parts for p in phone_parts]
+    return branches, q.phone_suffix is None
+
+
+def _count(conn: Connection, branches: list[Any], disjoint: bool) -> int:
+    if disjoint:  # a sum of index counts; no set of ids is ever built
+        return sum(
+            int(conn.execute(select(func.count()).select_from(calls).where(b)).scalar_one()) for b in branches
         )
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    first, second = (p.subquery() for p in parts)
-    return select(first.c.id).join(second, first.c.id == second.c.id)
+    ids = union(*(select(calls.c.id).where(b) for b in branches)).subquery()
+    return int(conn.execute(select(func.count()).select_from(ids)).scalar_one())
 
 
-def list_calls(conn: Connection, account_id: int, q: ListQuery) -> tuple[list[Any], int]:
-    """One page, newest first (ties by id), and the exact total of the whole filtered window."""
-    ids = _matching_ids(account_id, q)
-    order = (calls.c.start_ts.desc(), calls.c.id.desc())
-    if ids is None:
+def _filtered_page(conn: Connection, branches: list[Any], disjoint: bool, q: ListQuery) -> list[Any]:
+    """The page's ids from the branches' index scans, then their rows.
+
+    Disjoint extension halves are each read in index order, only their newest ``offset + per_page``
+    ids, and merged. Phone branches are key ranges, in no time order: their (few) ids are gathered
+    whole, so no planner is tempted to walk the whole window in time order instead.
+    """
+    if disjoint:
+        reach = q.offset + q.per_page
+        arms = [
+            select(calls.c.id, calls.c.start_ts).where(b).order_by(*_ORDER).limit(reach).subquery().select()
+            for b in branches
+        ]
+        merged = union_all(*arms).subquery()
+    else:
+        merged = union(*(select(calls.c.id, calls.c.start_ts).where(b) for b in branches)).subquery()
+    top = (
+        select(merged.c.id)
+        .order_by(merged.c.start_ts.desc(), merged.c.id.desc())
+        .limit(q.per_page)
+        .offset(q.offset)
+        .subquery()
+    )
+    page = select(*API_COLUMNS).join_from(top, calls, calls.c.id == top.c.id).order_by(*_ORDER)
+    return list(conn.execute(page))
+
+
+def list_calls(
+    conn: Connection, account_id: int, q: ListQuery, *, deep_offset: int = DEEP_OFFSET
+) -> tuple[list[Any], int]:
+    """One page, newest first (ties by id), and the exact total of the whole filtered window.
+
+    Without ``extension`` or ``phone`` the total comes from the hour counts, and a deep page starts
+    at the hour the counts locate, so no query ever skips more than an hour's calls. With them, the
+    total counts index entries and a page merges ordered index scans.
+    """
+    _snapshot(conn)
+    if q.extension is None and q.phone_suffix is None:
         total = counts.window_total(conn, account_id, q.start_ts, q.end_ts, q.direction)
         if q.offset >= total:
             return [], total
-        where = [
-            calls.c.account_id == account_id,
-            calls.c.start_ts >= q.start_ts,
-            calls.c.start_ts < q.end_ts,
-        ]
+        high, skip = q.end_ts, q.offset
+        if q.offset >= deep_offset:
+            high, skip = counts.locate(conn, account_id, q.start_ts, q.end_ts, q.direction, q.offset)
+        where = [calls.c.account_id == account_id, calls.c.start_ts >= q.start_ts, calls.c.start_ts < high]
         if q.direction:
             where.append(calls.c.direction == q.direction)
-        page = select(*API_COLUMNS).where(and_(*where)).order_by(*order).limit(q.per_page).offset(q.offset)
+        page = select(*API_COLUMNS).where(*where).order_by(*_ORDER).limit(q.per_page).offset(skip)
         return list(conn.execute(page)), total
 
-    matched = ids.subquery()
-    base = select(*API_COLUMNS).join_from(matched, calls, calls.c.id == matched.c.id)
-    if q.direction:
-        base = base.where(calls.c.direction == q.direction)
-    total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    branches, disjoint = _branches(account_id, q, q.start_ts, q.end_ts)
+    total = _count(conn, branches, disjoint)
     if q.offset >= total:
-        return [], int(total)
-    rows = conn.execute(base.order_by(*order).limit(q.per_page).offset(q.offset))
-    return list(rows), int(total)
+        return [], total
+    return _filtered_page(conn, branches, disjoint, q), total
 
 
 def rekey_numbers(conn: Connection, account_id: int, country: str, batch_size: int = 5000) -> int:

@@ -69,6 +69,56 @@ def window_total(conn: Connection, account_id: int, start_ts: int, end_ts: int, 
     return int(total)
 
 
+def locate(
+    conn: Connection, account_id: int, start_ts: int, end_ts: int, direction: str | None, offset: int
+) -> tuple[int, int]:
+    """Where row ``offset`` (newest first) of a window lies: ``(high, skip)``.
+
+    Exactly ``offset - skip`` of the window's calls start at or after ``high``, so row ``offset`` is
+    row ``skip`` of ``[start_ts, high)``; ``skip`` is less than an hour's calls. The hours are walked
+    from the newest, in SQL, over the counts alone.
+    """
+    first_whole = -(-start_ts // HOUR)
+    end_whole = end_ts // HOUR
+    if first_whole >= end_whole:  # no whole hour inside: nothing to skip by
+        return end_ts, offset
+    top = 0
+    if end_whole * HOUR < end_ts:
+        top = _count_rows(conn, account_id, end_whole * HOUR, end_ts, direction)
+    if offset < top:
+        return end_ts, offset
+    remaining = offset - top
+    where = [
+        call_hour_counts.c.account_id == account_id,
+        call_hour_counts.c.hour >= first_whole,
+        call_hour_counts.c.hour < end_whole,
+    ]
+    if direction:
+        where.append(call_hour_counts.c.direction == direction)
+    per_hour = (
+        select(call_hour_counts.c.hour, func.sum(call_hour_counts.c.n).label("n"))
+        .where(*where)
+        .group_by(call_hour_counts.c.hour)
+        .subquery()
+    )
+    running = select(
+        per_hour.c.hour,
+        per_hour.c.n,
+        func.sum(per_hour.c.n).over(order_by=per_hour.c.hour.desc()).label("through"),
+    ).subquery()
+    found = conn.execute(
+        select(running.c.hour, running.c.through - running.c.n)
+        .where(running.c.through > remaining)
+        .order_by(running.c.hour.desc())
+        .limit(1)
+    ).one_or_none()
+    if found is None:  # past every whole hour: in the partial hour at the window's start
+        whole = conn.execute(select(func.coalesce(func.sum(per_hour.c.n), 0))).scalar_one()
+        return first_whole * HOUR, remaining - int(whole)
+    hour, before = found
+    return (int(hour) + 1) * HOUR, remaining - int(before)
+
+
 def _count_rows(conn: Connection, account_id: int, low: int, high: int, direction: str | None) -> int:
     where = [calls.c.account_id == account_id, calls.c.start_ts >= low, calls.c.start_ts < high]
     if direction:

@@ -1,0 +1,148 @@
+"""In-process list benchmarks: each shape of the list query next to the naive query it replaces.
+
+The naive query is what a Laravel-style paginator runs: an exact ``COUNT(*)`` of the filtered window,
+``extension`` as an ``OR`` over two columns, a phone suffix as ``LIKE '%1234'``, deep pages through
+``OFFSET``. Both run inside a read transaction, as the route does.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy import Connection, Engine, and_, func, or_, select
+
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.queries.calls import API_COLUMNS, list_calls
+from pbx_cdr.db.tables import calls
+from pbx_cdr.domain.call import api_item
+from pbx_cdr.domain.listing import AccountView, ListQuery, parse_list_query
+
+DEEP_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    params: dict[str, str]
+
+
+@dataclass
+class Figure:
+    label: str
+    p50_ms: float
+    p99_ms: float
+    base_p50_ms: float
+    base_p99_ms: float
+    total: int
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered) * 1000, p99 * 1000
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    fn()  # warm
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return percentiles(samples)
+
+
+def naive_list(
+    conn: Connection, account_id: int, q: ListQuery, raw_phone: str | None
+) -> tuple[list[Any], int]:
+    where: list[Any] = [
+        calls.c.account_id == account_id,
+        calls.c.start_ts >= q.start_ts,
+        calls.c.start_ts < q.end_ts,
+    ]
+    if q.direction:
+        where.append(calls.c.direction == q.direction)
+    if q.extension:
+        where.append(or_(calls.c.extension_number == q.extension, calls.c.agent_extension == q.extension))
+    if raw_phone:
+        pattern = "%" + (q.phone_suffix or raw_phone)
+        where.append(or_(calls.c.caller_number.like(pattern), calls.c.destination_number.like(pattern)))
+    total = conn.execute(select(func.count()).select_from(calls).where(and_(*where))).scalar_one()
+    rows = conn.execute(
+        select(*API_COLUMNS)
+        .where(and_(*where))
+        .order_by(calls.c.start_ts.desc(), calls.c.id.desc())
+        .limit(q.per_page)
+        .offset(q.offset)
+    ).all()
+    return list(rows), int(total)
+
+
+def shapes_for(engine: Engine, account_id: int, start_ts: int) -> list[Shape]:
+    """The issue's shapes, with a busy extension and a real customer number of this account."""
+    with db.read(engine) as conn:
+        ext = conn.execute(
+            select(calls.c.extension_number)
+            .where(calls.c.account_id == account_id, calls.c.start_ts >= start_ts)
+            .where(calls.c.extension_number.is_not(None))
+            .group_by(calls.c.extension_number)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).scalar_one()
+        number = conn.execute(
+            select(calls.c.caller_number)
+            .where(calls.c.account_id == account_id, calls.c.direction == "inbound")
+            .where(calls.c.start_ts >= start_ts)
+            .order_by(calls.c.start_ts.desc())
+            .limit(1)
+        ).scalar_one()
+    shapes = [
+        Shape("no filter", {}),
+        Shape("direction", {"direction": "inbound"}),
+        Shape("extension", {"extension": ext}),
+        Shape("exact phone", {"phone": number}),
+        Shape("4-digit suffix", {"phone": number[-4:]}),
+    ]
+    deep = [Shape(f"{s.name}, page {DEEP_PAGE:,}", {**s.params, "page": str(DEEP_PAGE)}) for s in shapes]
+    return [*shapes, *deep]
+
+
+def bench_lists(
+    engine: Engine, account: AccountView, account_id: int, now: float, *, repeat: int, base_repeat: int
+) -> list[Figure]:
+    figures = []
+    first = parse_list_query({}, account, now)
+    for shape in shapes_for(engine, account_id, first.start_ts):
+        q = parse_list_query(shape.params, account, now)
+
+        def ours(q: ListQuery = q) -> int:
+            with db.read(engine) as conn:
+                return list_calls(conn, account_id, q)[1]
+
+        def naive(q: ListQuery = q, phone: str | None = shape.params.get("phone")) -> int:
+            with db.read(engine) as conn:
+                return naive_list(conn, account_id, q, phone)[1]
+
+        total = ours()
+        p50, p99 = timed(ours, repeat)
+        b50, b99 = timed(naive, base_repeat)
+        figures.append(Figure(shape.name, p50, p99, b50, b99, total))
+    return figures
+
+
+def bench_serialization(engine: Engine, account_id: int, q: ListQuery, repeat: int) -> Figure:
+    """A 50-row page: orjson straight to bytes, next to FastAPI's jsonable_encoder + json."""
+    import json
+
+    with db.read(engine) as conn:
+        rows, total = list_calls(conn, account_id, q)
+    body = {"current_page": 1, "data": [api_item(r) for r in rows], "total": total}
+    p50, p99 = timed(lambda: orjson.dumps(body), repeat)
+    b50, b99 = timed(lambda: json.dumps(jsonable_encoder(body)).encode(), repeat)
+    return Figure("serialize a 50-row page", p50, p99, b50, b99, total)

@@ -1,0 +1,246 @@
+"""``python -m bench.run --calls N [--quick]``: load, then every benchmark, each next to its baseline.
+
+Runs on SQLite and on a PostgreSQL started for the run (as the test suite starts one). Prints one
+table per database and writes the figures as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import http
+from bench.datagen import Generator
+from bench.download import bench_download
+from bench.inprocess import bench_lists, bench_serialization
+from bench.load import load
+from bench.pg import bench_postgres, new_database
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.engine import make_engine
+from pbx_cdr.db.queries.accounts import get_account
+from pbx_cdr.domain.call import iso
+from pbx_cdr.domain.listing import AccountView, parse_list_query
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def json_calls(count: int, now: int, seed: int) -> list[dict[str, Any]]:
+    """Generated calls as the JSON CDRs clients post (a seed of their own: fresh uuids)."""
+    gen = Generator(count, now, seed=seed, accounts=1)
+    out: list[dict[str, Any]] = []
+    for chunk in gen.chunks():
+        for i in range(len(chunk["uuid"])):
+            item = {
+                k: chunk[k][i]
+                for k in (
+                    "uuid",
+                    "direction",
+                    "source_type",
+                    "caller_number",
+                    "destination_number",
+                    "extension_number",
+                    "agent_extension",
+                    "duration",
+                    "billsec",
+                    "queue_name",
+                    "queue_wait_time",
+                    "trunk_name",
+                    "transfer_count",
+                    "result",
+                    "hangup_cause",
+                    "sip_response_code",
+                )
+            }
+            item.update(
+                start_time=iso(chunk["start_ts"][i]),
+                answer_time=iso(chunk["answer_ts"][i]),
+                end_time=iso(chunk["end_ts"][i]),
+            )
+            out.append({k: v for k, v in item.items() if v is not None})
+    return out
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, db_name: str, label: str, value: str, baseline: str, note: str = "") -> None:
+        row = {"db": db_name, "figure": label, "value": value, "baseline": baseline, "note": note}
+        self.rows.append(row)
+        print(f"  {label:46} {value:>24}   vs {baseline:<28} {note}", flush=True)
+
+
+def ms(p50: float, p99: float) -> str:
+    return f"p50 {p50:.3f} / p99 {p99:.3f} ms"
+
+
+def run_database(name: str, url: str, args: argparse.Namespace, report: Report, work: Path) -> None:
+    print(f"\n== {name}: loading {args.calls:,} calls", flush=True)
+    loaded = load(url, args.calls)
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in loaded.phases.items())
+    report.add(name, "bulk load", f"{loaded.rate:,.0f} calls/s", f"{loaded.seconds:.1f} s total", phases)
+    engine = make_engine(url)
+    now = time.time()
+    biggest, small = loaded.account_ids[0], loaded.account_ids[-1]
+    repeat, base_repeat = (60, 5) if args.quick else (300, 10)
+    for label, account_id in (("biggest", biggest), ("small", small)):
+        with db.read(engine) as conn:
+            account = get_account(conn, account_id)
+        assert account is not None
+        view = AccountView(account.timezone, account.country, account.max_window_days)
+        figures = bench_lists(engine, view, account_id, now, repeat=repeat, base_repeat=base_repeat)
+        if label == "biggest":
+            figures.append(bench_serialization(engine, account_id, parse_list_query({}, view, now), repeat))
+        for f in figures:
+            report.add(
+                name,
+                f"{label}: {f.label} (total {f.total:,})",
+                ms(f.p50_ms, f.p99_ms),
+                "naive " + ms(f.base_p50_ms, f.base_p99_ms),
+            )
+    engine.dispose()
+    if not args.skip_http:
+        run_http(name, url, args, report, work, biggest, small)
+
+
+def run_http(
+    name: str, url: str, args: argparse.Namespace, report: Report, work: Path, biggest: int, small: int
+) -> None:
+    seconds = 3 if args.quick else 15
+    read_big = http.issue_token(url, biggest, ["cdr:read"])
+    read_small = http.issue_token(url, small, ["cdr:read"])
+    writer = http.issue_token(url, small, ["cdr:write"])
+    bodies = http.batch_bodies(json_calls(20_000 if args.quick else 100_000, int(time.time()), seed=11))
+    with http.serve(url, work / f"data-{name}") as server, http.RssSampler(server.proc.pid) as rss:
+        health = http.wrk(server.base_url + "/healthz", seconds)
+        report.add(
+            name,
+            "HTTP /healthz",
+            f"{health.requests_per_s:,.0f} req/s",
+            "(the baseline)",
+            f"p99 {health.p99_ms:.1f} ms",
+        )
+        for label, token in (("small", read_small), ("biggest", read_big)):
+            res = http.wrk(server.base_url + "/api/pbx/cdr", seconds, {"Authorization": f"Bearer {token}"})
+            share = 100 * res.requests_per_s / health.requests_per_s
+            report.add(
+                name,
+                f"HTTP list, {label} account",
+                f"{res.requests_per_s:,.0f} req/s",
+                f"{share:.0f}% of /healthz",
+                f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}",
+            )
+        single = http.single_posts(server, writer, seconds)
+        report.add(
+            name,
+            "ingest, single-call POSTs",
+            f"{single.requests_per_s:,.0f} calls/s",
+            "target 3,000",
+            f"p99 {single.p99_ms:.1f} ms, non-2xx {single.non_2xx}",
+        )
+        rate, created = http.batch_posts(server, writer, bodies)
+        report.add(
+            name,
+            "ingest, 1000-call batches",
+            f"{rate:,.0f} calls/s",
+            "target 10,000" if name == "sqlite" else "target 30,000",
+            f"{created:,} created",
+        )
+        if not args.skip_download:
+            try:
+                route, cat = bench_download(server, writer, read_small, work, seconds)
+                report.add(name, "download 50 MB, signed route", f"{route:.2f} GB/s", f"cat {cat:.2f} GB/s")
+            except Exception as exc:  # the recordings feature is young: report it, keep the run
+                report.add(name, "download 50 MB, signed route", "failed", "-", repr(exc)[:120])
+    report.add(
+        name,
+        "server RSS, largest process",
+        f"{rss.peak_kib / 1024:.0f} MB",
+        "limit 200 MB",
+        "sampled every 0.2 s through the HTTP runs",
+    )
+
+
+@contextmanager
+def databases(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, str]]]:
+    chosen = args.db.split(",")
+    out = []
+    if "sqlite" in chosen:
+        out.append(("sqlite", f"sqlite:///{work / 'bench.sqlite3'}"))
+    if "postgresql" in chosen:
+        with bench_postgres() as server:
+            yield [*out, ("postgresql", new_database(server, "bench"))]
+            return
+    yield out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, 3 s wrk runs")
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-download", action="store_true")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--workdir", type=Path, help="keep the databases here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    info = machine()
+    print(f"machine: {info}  at {datetime.now(UTC).isoformat(timespec='seconds')}", flush=True)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="pbx-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    report = Report()
+    started = time.perf_counter()
+    try:
+        with databases(args, work) as dbs:
+            for name, url in dbs:
+                run_database(name, url, args, report, work)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    print(f"\ndone in {elapsed:.0f} s", flush=True)
+    if args.json:
+        args.json.write_bytes(
+            orjson.dumps(
+                {
+                    "machine": info,
+                    "calls": args.calls,
+                    "quick": args.quick,
+                    "seconds": elapsed,
+                    "rows": report.rows,
+                },
+                option=orjson.OPT_INDENT_2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

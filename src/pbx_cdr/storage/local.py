@@ -1,0 +1,157 @@
+"""Recordings on local disk: one file per key under a root folder.
+
+Durability: a file is written under a temporary name in its final folder, fsynced, renamed over its
+key and the folder fsynced, all before :meth:`LocalWriter.commit` returns. A crash at any point
+leaves either no file or the complete one; stray temporary files start with ``.tmp-`` and are never
+served.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from pbx_cdr.storage.base import READ_CHUNK, ObjectMissing, ObjectStat, StorageError, check_key
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalWriter:
+    def __init__(self, storage: LocalStorage, key: str) -> None:
+        self._final = storage.path_for(key)
+        folder = self._final.parent
+        storage.make_folder(folder)
+        self._temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            self._file: BinaryIO | None = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        except OSError as exc:
+            raise StorageError(f"cannot create a file in {folder}: {exc.strerror}") from exc
+
+    def write(self, chunk: bytes) -> None:
+        if self._file is None:
+            raise StorageError("the writer is closed")
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self.abort()
+            raise StorageError(f"cannot write the recording: {exc.strerror}") from exc
+
+    def commit(self) -> None:
+        if self._file is None:
+            raise StorageError("the writer is closed")
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            os.replace(self._temp, self._final)
+            _fsync_dir(self._final.parent)
+        except OSError as exc:
+            self.abort()
+            raise StorageError(f"cannot store the recording: {exc.strerror}") from exc
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._temp.unlink(missing_ok=True)
+
+
+class LocalStorage:
+    """Files under ``root``; keys are relative paths we made ourselves (see ``base.check_key``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @property
+    def description(self) -> str:
+        return f"file://{self.root}"
+
+    def path_for(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if not path.is_relative_to(self.root):  # belt and braces: check_key already forbids '..'
+            raise ValueError(f"key {key!r} leaves the storage folder")
+        return path
+
+    def make_folder(self, folder: Path) -> None:
+        """Create ``folder`` and fsync each new level's parent, so the new entries survive a crash."""
+        missing = []
+        current = folder
+        while not current.exists() and current != current.parent:
+            missing.append(current)
+            current = current.parent
+        for level in reversed(missing):
+            try:
+                level.mkdir(exist_ok=True)
+                _fsync_dir(level.parent)
+            except OSError as exc:
+                raise StorageError(f"cannot create {level}: {exc.strerror}") from exc
+
+    def open_writer(self, key: str) -> LocalWriter:
+        return LocalWriter(self, key)
+
+    def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        handle = self._open(key)
+        return self._chunks(handle, start, end)
+
+    def _open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path_for(key), "rb")
+        except FileNotFoundError as exc:
+            raise ObjectMissing(key) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read the recording: {exc.strerror}") from exc
+
+    @staticmethod
+    def _chunks(handle: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+        with handle:
+            handle.seek(start)
+            left = end - start
+            while left > 0:
+                chunk = handle.read(min(READ_CHUNK, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
+    def stat(self, key: str) -> ObjectStat | None:
+        try:
+            return ObjectStat(size=self.path_for(key).stat().st_size)
+        except FileNotFoundError:
+            return None
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self.path_for(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
+    def local_path(self, key: str) -> Path | None:
+        return self.path_for(key)
+
+    def presigned_get(self, key: str, ttl: int, filename: str) -> str | None:
+        return None
+
+    def check(self) -> None:
+        try:
+            self.make_folder(self.root)
+        except StorageError:
+            raise
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"the storage folder {self.root} is not writable")

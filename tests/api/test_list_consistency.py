@@ -1,0 +1,263 @@
+"""Every shortcut of the list (hour counts, located deep pages, disjoint extension halves, key ranges)
+gives what the plain definition gives: the exact count and the naive ordered slice.
+
+Random calls are written through the real write path (``upsert_calls``, ``delete_calls``), in
+timezones with half-hour and 45-minute offsets and DST, across day and hour boundaries, on SQLite and
+on PostgreSQL; then updated (moving start times and directions) and partly deleted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, select
+
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.queries import calls as call_queries
+from pbx_cdr.db.queries import counts
+from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.domain.call import Call
+from pbx_cdr.domain.listing import AccountView, ListQuery, parse_list_query
+from pbx_cdr.domain.phone import key_prefix_range, search_key
+from tests.conftest import Tenant
+
+# Around Europe's and Lord Howe's DST changes and the seed's day, in zones with odd offsets.
+TIMEZONES = (
+    "UTC",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Europe/Berlin",
+    "America/St_Johns",
+    "Australia/Lord_Howe",
+)
+MOMENTS = (
+    datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # Europe springs forward
+    datetime(2026, 10, 25, 1, 0, tzinfo=UTC),  # Europe falls back
+    datetime(2026, 4, 4, 15, 0, tzinfo=UTC),  # Lord Howe falls back half an hour
+    datetime(2026, 6, 27, 0, 0, tzinfo=UTC),
+)
+EXTENSIONS = ("1001", "1002", "2001", None)
+NUMBERS = ("0987654321", "+84987654321", "0281234321", "1001", "0912344321", "*97", "19006868")
+COUNTRY = "VN"
+_uuids = itertools.count(1)
+
+
+def make_call(start: int, direction: str, ext: str | None, agent: str | None, caller: str, dest: str) -> Call:
+    return Call(
+        uuid=str(uuidlib.UUID(int=next(_uuids))),
+        direction=direction,
+        source_type="internal",
+        caller_number=caller,
+        destination_number=dest,
+        extension_number=ext,
+        agent_extension=agent,
+        start_ts=start,
+        answer_ts=None,
+        end_ts=start + 30,
+        duration=30,
+        billsec=0,
+        queue_name=None,
+        queue_wait_time=None,
+        trunk_name=None,
+        transfer_count=0,
+        result="no_answer",
+        hangup_cause="NO_ANSWER",
+        sip_response_code=None,
+    )
+
+
+calls_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(MOMENTS),
+        st.integers(-3 * 86400, 3 * 86400),
+        st.sampled_from(("inbound", "outbound", "internal", "local")),
+        st.sampled_from(EXTENSIONS),
+        st.sampled_from(EXTENSIONS),
+        st.sampled_from(NUMBERS),
+        st.sampled_from(NUMBERS),
+    ),
+    min_size=0,
+    max_size=60,
+)
+# A few seconds apart so many calls share a start time and the id tie-break matters.
+SECOND_GRID = 900
+
+
+def build(raw: list[tuple[Any, ...]]) -> list[Call]:
+    return [
+        make_call(int(m.timestamp()) + (d // SECOND_GRID) * SECOND_GRID, direction, ext, agent, c, dst)
+        for m, d, direction, ext, agent, c, dst in raw
+    ]
+
+
+def reference(engine: Engine, account_id: int, q: ListQuery) -> tuple[list[str], int]:
+    """The definition: every row of the account, filtered and sorted in Python."""
+    with db.read(engine) as conn:
+        rows = conn.execute(select(calls).where(calls.c.account_id == account_id)).all()
+    low, high = key_prefix_range(q.phone_suffix) if q.phone_suffix is not None else ("", "")
+
+    def keep(r: Any) -> bool:
+        if not q.start_ts <= r.start_ts < q.end_ts or (q.direction and r.direction != q.direction):
+            return False
+        if q.extension is not None and q.extension not in (r.extension_number, r.agent_extension):
+            return False
+        if q.phone_suffix is not None:
+            keys = (search_key(r.caller_number, COUNTRY), search_key(r.destination_number, COUNTRY))
+            return any(low <= k < high for k in keys)
+        return True
+
+    kept = sorted((r for r in rows if keep(r)), key=lambda r: (r.start_ts, r.id), reverse=True)
+    return [r.uuid for r in kept[q.offset : q.offset + q.per_page]], len(kept)
+
+
+def ours(engine: Engine, account_id: int, q: ListQuery, deep_offset: int) -> tuple[list[str], int]:
+    with db.read(engine) as conn:
+        rows, total = call_queries.list_calls(conn, account_id, q, deep_offset=deep_offset)
+    return [r.uuid for r in rows], total
+
+
+def assert_counts_exact(engine: Engine, account_id: int) -> None:
+    """The kept hour counts equal a fresh count of the rows."""
+    with db.read(engine) as conn:
+        kept = {
+            (r.hour, r.direction): r.n
+            for r in conn.execute(select(call_hour_counts).where(call_hour_counts.c.account_id == account_id))
+            if r.n
+        }
+        rows = conn.execute(
+            select(calls.c.start_ts, calls.c.direction).where(calls.c.account_id == account_id)
+        ).all()
+    assert kept == dict(counts.hour_deltas((r.start_ts, r.direction) for r in rows))
+
+
+queries_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(MOMENTS),
+        st.integers(-4, 3),  # from, in days around the moment
+        st.integers(0, 4),  # window length in days
+        st.sampled_from((None, "inbound", "outbound")),
+        st.sampled_from((None, "1001", "2001")),
+        st.sampled_from((None, "4321", "987654321", "+84987654321", "97", "1001")),
+        st.integers(1, 8),  # page
+        st.sampled_from((1, 2, 3, 7, 50)),  # per page
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def check(engine: Engine, account_id: int, tz: str, raw_queries: list[tuple[Any, ...]]) -> None:
+    view = AccountView(tz, COUNTRY, 31)
+    for moment, from_day, days, direction, ext, phone, page, per_page in raw_queries:
+        start = moment.date() + timedelta(days=from_day)
+        params = {"from": start.isoformat(), "to": (start + timedelta(days=days)).isoformat()}
+        params.update({"page": str(page), "per_page": str(per_page)})
+        for name, value in (("direction", direction), ("extension", ext), ("phone", phone)):
+            if value is not None:
+                params[name] = value
+        q = parse_list_query(params, view, datetime(2027, 1, 1, tzinfo=UTC).timestamp())
+        expected = reference(engine, account_id, q)
+        # deep_offset=0 locates every page from the counts; the default takes the plain OFFSET.
+        assert ours(engine, account_id, q, deep_offset=0) == expected, params
+        assert ours(engine, account_id, q, deep_offset=call_queries.DEEP_OFFSET) == expected, params
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    tz=st.sampled_from(TIMEZONES),
+    raw=calls_strategy,
+    moves=st.lists(st.tuples(st.integers(0, 59), st.integers(-7200, 7200), st.booleans()), max_size=10),
+    deletes=st.lists(st.integers(0, 59), max_size=8),
+    raw_queries=queries_strategy,
+)
+def test_pages_and_totals_equal_the_definition(
+    engine: Engine,
+    make_tenant: Callable[..., Tenant],
+    tz: str,
+    raw: list[tuple[Any, ...]],
+    moves: list[tuple[int, int, bool]],
+    deletes: list[int],
+    raw_queries: list[tuple[Any, ...]],
+) -> None:
+    account_id = make_tenant(timezone=tz, country=COUNTRY).id
+    batch = build(raw)
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, account_id, COUNTRY, batch, origin="api", now=1)
+    check(engine, account_id, tz, raw_queries)
+
+    if batch:  # updates that move a call to another hour, day or direction
+        moved = {}
+        for index, shift, flip in moves:
+            old = moved.get(index % len(batch), batch[index % len(batch)])
+            direction = {"inbound": "outbound"}.get(old.direction, "inbound") if flip else old.direction
+            moved[index % len(batch)] = replace(
+                old, start_ts=old.start_ts + shift, end_ts=old.start_ts + shift + 30, direction=direction
+            )
+        with db.write(engine) as conn:
+            call_queries.upsert_calls(conn, account_id, COUNTRY, list(moved.values()), origin="api", now=2)
+        gone = list({batch[i % len(batch)].uuid for i in deletes})
+        with db.write(engine) as conn:
+            call_queries.delete_calls(conn, account_id, gone)
+    assert_counts_exact(engine, account_id)
+    check(engine, account_id, tz, raw_queries)
+
+
+def test_deep_pages_of_a_busy_account(engine: Engine, make_tenant: Callable[..., Tenant]) -> None:
+    """Thousands of calls over many hours, partial edge hours (+05:45): every page boundary agrees."""
+    account_id = make_tenant(timezone="Asia/Kathmandu", country=COUNTRY).id
+    base = int(datetime(2026, 6, 20, tzinfo=UTC).timestamp())
+    batch = [
+        make_call(
+            base + (i * 7919) % (6 * 86400) // 60 * 60,
+            ("inbound", "outbound", "internal")[i % 3],
+            EXTENSIONS[i % 4],
+            EXTENSIONS[(i // 4) % 4],
+            NUMBERS[i % len(NUMBERS)],
+            NUMBERS[(i // 7) % len(NUMBERS)],
+        )
+        for i in range(3000)
+    ]
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, account_id, COUNTRY, batch, origin="api", now=1)
+    view = AccountView("Asia/Kathmandu", COUNTRY, 31)
+    now = datetime(2026, 6, 27, 12, tzinfo=UTC).timestamp()
+    for params in ({}, {"direction": "outbound"}, {"extension": "1002"}, {"phone": "4321"}):
+        for page, per_page in ((1, 50), (7, 200), (14, 200), (31, 97), (2999, 1), (3000, 1), (61, 50)):
+            q = parse_list_query({**params, "page": str(page), "per_page": str(per_page)}, view, now)
+            expected = reference(engine, account_id, q)
+            assert ours(engine, account_id, q, deep_offset=0) == expected, (params, page, per_page)
+            assert ours(engine, account_id, q, deep_offset=100) == expected, (params, page, per_page)
+
+
+def test_route_serves_the_same_page(client: Any, engine: Engine, tenant: Tenant) -> None:
+    """Over HTTP, with the tenant's defaults (today - 30 days .. today), a deep page is the naive slice."""
+    today = date(2026, 6, 27)
+    base = int(datetime(today.year, today.month, today.day, tzinfo=UTC).timestamp())
+    batch = [
+        make_call(
+            base - (i * 3607) % (31 * 86400),
+            ("inbound", "outbound")[i % 2],
+            "1001",
+            None,
+            "0987654321",
+            "*97",
+        )
+        for i in range(1500)
+    ]
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, tenant.id, COUNTRY, batch, origin="api", now=1)
+    for page in (1, 12, 30, 31):
+        body = client.get(f"/api/pbx/cdr?per_page=50&page={page}", headers=tenant.read).json()
+        q = parse_list_query(
+            {"per_page": "50", "page": str(page)}, AccountView("UTC", COUNTRY, 30), base + 43200
+        )
+        uuids, total = reference(engine, tenant.id, q)
+        assert body["total"] == total
+        assert [item["uuid"] for item in body["data"]] == uuids

@@ -1,0 +1,97 @@
+"""A tiny run of the benchmark code, so it cannot rot: the bulk loader must leave exactly the schema the
+migrations make, hour counts equal to a fresh count, the service's own search keys; and the list
+benchmark's totals must equal the naive query's."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.datagen import Generator, check_keys
+from bench.inprocess import bench_lists, naive_list, shapes_for
+from bench.load import load
+from bench.pg import new_database
+from sqlalchemy import Engine, func, inspect, select
+
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.engine import make_engine
+from pbx_cdr.db.migrate import upgrade
+from pbx_cdr.db.queries import counts
+from pbx_cdr.db.queries.accounts import get_account
+from pbx_cdr.db.queries.calls import list_calls
+from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.domain.listing import AccountView, parse_list_query
+from tests.servers import PostgresServer
+
+CALLS = 4000
+
+
+def schema(engine: Engine) -> dict[str, Any]:
+    inspector = inspect(engine)
+    return {
+        table: (
+            sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+            ),
+            sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+            sorted(tuple(f["constrained_columns"]) for f in inspector.get_foreign_keys(table)),
+        )
+        for table in ("calls", "call_hour_counts")
+    }
+
+
+def check_load(url: str, fresh_url: str) -> None:
+    now = int(time.time())
+    report = load(url, CALLS, now=now)
+    fresh = make_engine(fresh_url)
+    upgrade(fresh)
+    engine = make_engine(url)
+    try:
+        assert schema(engine) == schema(fresh)
+        with db.read(engine) as conn:
+            assert conn.execute(select(func.count()).select_from(calls)).scalar_one() == CALLS
+            kept = {(r.account_id, r.hour, r.direction): r.n for r in conn.execute(select(call_hour_counts))}
+            rows = conn.execute(select(calls.c.account_id, calls.c.start_ts, calls.c.direction)).all()
+        fresh_counts: dict[tuple[int, int, str], int] = {}
+        for r in rows:
+            key = (r.account_id, r.start_ts // counts.HOUR, r.direction)
+            fresh_counts[key] = fresh_counts.get(key, 0) + 1
+        assert kept == fresh_counts
+        biggest = report.account_ids[0]
+        with db.read(engine) as conn:
+            account = get_account(conn, biggest)
+        assert account is not None
+        view = AccountView(account.timezone, account.country, account.max_window_days)
+        start = parse_list_query({}, view, now).start_ts
+        for shape in shapes_for(engine, biggest, start):
+            q = parse_list_query(shape.params, view, now)
+            with db.read(engine) as conn:
+                ours = list_calls(conn, biggest, q)
+                naive = naive_list(conn, biggest, q, shape.params.get("phone"))
+            assert [r.id for r in ours[0]] == [r.id for r in naive[0]], shape
+            assert ours[1] == naive[1], shape
+        figures = bench_lists(engine, view, biggest, now, repeat=2, base_repeat=1)
+        assert len(figures) == 10
+        assert figures[0].total > 0
+    finally:
+        engine.dispose()
+        fresh.dispose()
+
+
+def test_generated_keys_are_the_services() -> None:
+    gen = Generator(3000, int(time.time()), accounts=20)
+    chunk = next(iter(gen.chunks()))
+    check_keys(chunk, sample=len(chunk["uuid"]))
+    assert len(set(chunk["uuid"])) == len(chunk["uuid"])
+    assert {"inbound", "outbound", "internal", "local"} >= set(chunk["direction"])
+
+
+def test_sqlite_bulk_load(tmp_path: Path) -> None:
+    check_load(f"sqlite:///{tmp_path / 'bench.sqlite3'}", f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+
+
+@pytest.mark.postgres
+def test_postgresql_bulk_load(pg: PostgresServer) -> None:
+    check_load(new_database(pg, "bench_smoke"), new_database(pg, "bench_smoke_fresh"))
