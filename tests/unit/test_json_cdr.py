@@ -120,6 +120,12 @@ def test_end_before_start_and_answer_outside() -> None:
     assert "answer_time" in e
 
 
+def test_integral_floats_are_integers() -> None:
+    [call], _ = parse_payload(cdr(U1, duration=28.0, billsec=20.0))
+    assert (call.duration, call.billsec) == (28, 20)
+    assert isinstance(call.duration, int)
+
+
 def test_sip_code_may_be_an_integer() -> None:
     [call], _ = parse_payload(cdr(U1, sip_response_code=200))
     assert call.sip_response_code == "200"

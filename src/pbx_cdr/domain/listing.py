@@ -65,7 +65,7 @@ def _parse_date(field: str, value: str, errors: dict[str, list[str]]) -> date | 
 def _parse_int(
     field: str, value: str, low: int, high: int, errors: dict[str, list[str]], *, between: bool
 ) -> int | None:
-    """An integer parameter; ``between`` words the bounds as Laravel's ``between`` rule, else ``min``/``max``."""
+    """An integer parameter, its bounds worded as Laravel's `between` rule or as `min`/`max`."""
     if not _INTEGER.match(value) or len(value) > 20:
         errors[field] = [f"The {_label(field)} field must be an integer."]
         return None

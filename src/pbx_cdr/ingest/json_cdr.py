@@ -21,6 +21,7 @@ _CAUSE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _SIP = re.compile(r"^[1-6][0-9]{2}$")
 _ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
 MAX_INT = 2**31 - 1
+_CONTROL = re.compile(r"[\x00-\x1f]")  # a regex: a per-character loop was a third of the parse
 
 
 class _Fields:
@@ -51,7 +52,7 @@ class _Fields:
                 field, f"The {self.label(field)} field must not be greater than {max_length} characters."
             )
             return None
-        if any(ord(ch) < 32 for ch in value):
+        if _CONTROL.search(value):
             self.fail(field, f"The {self.label(field)} field must not contain control characters.")
             return None
         return value
@@ -67,6 +68,9 @@ class _Fields:
         value = self.item.get(field)
         if value is None:
             return None
+        # As Laravel's integer rule: 28 and 28.0 are integers, 28.5, "28" and true are not.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(field, f"The {self.label(field)} field must be an integer.")
             return None
