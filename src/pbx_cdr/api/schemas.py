@@ -18,7 +18,7 @@ Result = Literal["answered", "busy", "no_answer", "failed", "cancelled", "reject
 
 
 class CallItem(BaseModel):
-    """One call: exactly the seed's 22 fields."""
+    """One call: exactly the fields of the seed's table and example (its text says 22; both list 21)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -76,7 +76,7 @@ class CallDetail(BaseModel):
 
 
 class CallIn(BaseModel):
-    """A CDR to ingest: the 22 fields less ``created_at`` and ``recording_available``."""
+    """A CDR to ingest: a call's fields less ``created_at`` and ``recording_available``."""
 
     uuid: str
     direction: Direction

@@ -57,3 +57,16 @@ def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None, sto
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def import_group(cli: click.Group) -> click.Group:
+    """``pbx-cdr import``: the one group that every importer (recordings, FreeSWITCH legs) adds to."""
+    group = cli.commands.get("import")
+    if isinstance(group, click.Group):
+        return group
+
+    @cli.group("import")
+    def imports() -> None:
+        """Bulk imports from files on disk."""
+
+    return imports

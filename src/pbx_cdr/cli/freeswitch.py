@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from pbx_cdr.cli.accounts import require_account
-from pbx_cdr.cli.context import CliContext, CliError, pass_ctx
+from pbx_cdr.cli.context import CliContext, CliError, import_group, pass_ctx
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.migrate import upgrade
 from pbx_cdr.db.queries import agents as agent_queries
@@ -188,14 +188,7 @@ def _accounts(ctx: CliContext, account_id: int | None) -> list[Account]:
 
 
 def register(cli: click.Group) -> None:
-    group = cli.commands.get("import")
-    if not isinstance(group, click.Group):
-
-        @cli.group("import")
-        def import_group() -> None:
-            """Bulk imports from files on disk."""
-
-        group = import_group
+    group = import_group(cli)
 
     @group.command("freeswitch")
     @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))

@@ -28,7 +28,7 @@ from rich.progress import (
 
 from pbx_cdr.audio import NotAWav
 from pbx_cdr.cli.accounts import require_account
-from pbx_cdr.cli.context import CliContext, CliError, pass_ctx
+from pbx_cdr.cli.context import CliContext, CliError, import_group, pass_ctx
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import recordings as queries
 from pbx_cdr.demo.audio import demo_recording
@@ -235,14 +235,7 @@ def newest_recorded_call(ctx: CliContext, account_id: int) -> str | None:
 
 
 def register(cli: click.Group) -> None:
-    group = cli.commands.get("import")
-    if not isinstance(group, click.Group):
-
-        @cli.group("import")
-        def import_group() -> None:
-            """Bulk imports from files on disk."""
-
-        group = import_group
+    group = import_group(cli)
 
     @group.command("recordings")
     @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))

@@ -1,4 +1,4 @@
-"""A call as the service keeps it, and its 22-field API form.
+"""A call as the service keeps it, and its API form (the seed's 21 listed fields).
 
 Times are integer epoch seconds (UTC) inside the service; the API form renders them as the contract
 says (ISO 8601 with ``+00:00``; ``created_at`` as ``YYYY-MM-DD HH:MM:SS``).
