@@ -96,7 +96,7 @@ class RateLimiter:
         allowed_hits = room(limit, prev_hits, elapsed, window)
         if cur_hits >= allowed_hits:
             return self._refused(limit, prev_hits, cur_hits, elapsed)
-        with db.write(self.engine) as conn:
+        with db.write(self.engine, durable=False) as conn:
             taken = queries.take(conn, token_id, current, allowed_hits)
             if taken == 1:  # the token's first hit of this window: its older windows are done with
                 queries.prune_token(conn, token_id, previous)
@@ -116,7 +116,7 @@ class RateLimiter:
             if self._pruned_window >= current:
                 return
             self._pruned_window = current
-        with db.write(self.engine) as conn:
+        with db.write(self.engine, durable=False) as conn:
             queries.prune(conn, current - self.window)
 
 

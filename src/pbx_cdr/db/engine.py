@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from pbx_cdr.errors import ServiceUnavailable
 
 _WRITE = "pbx_write"
+_SYNCHRONOUS = "pbx_synchronous"
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
@@ -49,7 +50,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         # We issue BEGIN ourselves (below) so writers can take the lock up front.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -60,6 +61,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
+        record.info[_SYNCHRONOUS] = synchronous
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -76,12 +78,33 @@ def read(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
-def write(engine: Engine) -> Iterator[Connection]:
-    """A unit of work that writes: committed when the block ends without error, else rolled back."""
+def write(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
+    """A unit of work that writes: committed when the block ends without error, else rolled back.
+
+    ``durable=False`` is for bookkeeping whose loss in a power cut harms nothing (rate-limit
+    counters, a token's ``last_used_at``): its commit does not wait for the disk. Calls, legs,
+    recordings and audit events are always durable.
+    """
     with _unavailable_on_loss(), engine.connect() as conn:
         conn = conn.execution_options(**{_WRITE: True})
-        with conn.begin():
-            yield conn
+        if durable:
+            with conn.begin():
+                yield conn
+        elif is_sqlite(conn):
+            # NORMAL: the commit skips the fsync; the WAL stays consistent (never corrupted) and the
+            # next durable commit or checkpoint syncs it. Set and restored outside the transaction.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                raw.execute(f"PRAGMA synchronous={conn.connection.info.get(_SYNCHRONOUS, 'FULL')}")
+        else:
+            with conn.begin():
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield conn
 
 
 @contextmanager

@@ -1,0 +1,50 @@
+"""Units of work: durable and relaxed writes commit the same data; the durability level is restored."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, text
+
+from pbx_cdr.config import Settings
+from pbx_cdr.db import engine as db
+
+
+def _count(engine: Engine) -> int:
+    with db.read(engine) as conn:
+        return int(conn.execute(text("SELECT count(*) FROM agent_aliases")).scalar_one())
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_writes_commit_and_roll_back(engine: Engine, durable: bool, make_tenant: object) -> None:
+    tenant = make_tenant("w")  # type: ignore[operator]
+    insert = text("INSERT INTO agent_aliases (account_id, agent_name, extension) VALUES (:a, :n, '1001')")
+    with db.write(engine, durable=durable) as conn:
+        conn.execute(insert, {"a": tenant.id, "n": "alice"})
+    assert _count(engine) == 1
+
+    def failing_write() -> None:
+        with db.write(engine, durable=durable) as conn:
+            conn.execute(insert, {"a": tenant.id, "n": "bob"})
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    assert _count(engine) == 1
+
+
+def test_a_relaxed_write_leaves_the_connection_durable(settings: Settings) -> None:
+    engine = db.make_engine(settings.database_url, sqlite_synchronous="FULL", pool_size=1)
+    if not db.is_sqlite(engine):
+        with db.write(engine) as conn:  # the test server runs with it off; one pooled session on
+            conn.exec_driver_sql("SET synchronous_commit TO on")
+        with db.write(engine, durable=False) as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        with db.write(engine) as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        return
+    for _ in range(3):  # whichever pooled connection comes back, it is FULL again
+        with db.write(engine, durable=False) as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        with db.write(engine) as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
