@@ -110,14 +110,54 @@ def tenants(total_calls: int, count: int = 200) -> list[Tenant]:
     return out
 
 
-def _vocab(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    numbers = np.array(values, dtype=object)
-    keys = np.array([search_key(v, COUNTRY) for v in values], dtype=object)
-    return numbers, keys
+class Vocabulary:
+    """Every text value the generator writes, once: text columns are codes into it (-1 is NULL).
+
+    Codes keep the chunks pure numpy (cheap to pass between processes), and encode each distinct
+    string once instead of once a row.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.values = np.array([None], dtype=object)
+
+    def add(self, values: list[str]) -> np.ndarray:
+        codes = np.arange(len(self.items), len(self.items) + len(values), dtype=np.int32)
+        self.items.extend(values)
+        self.values = np.array([*self.items, None], dtype=object)  # code -1 reads the trailing None
+        return codes
+
+    def decode(self, codes: np.ndarray) -> list[str | None]:
+        return self.values[codes].tolist()  # type: ignore[no-any-return]
+
+
+TEXT_COLUMNS = frozenset(
+    {
+        "direction",
+        "source_type",
+        "caller_number",
+        "destination_number",
+        "caller_key",
+        "destination_key",
+        "extension_number",
+        "agent_extension",
+        "queue_name",
+        "trunk_name",
+        "result",
+        "hangup_cause",
+        "sip_response_code",
+        "origin",
+    }
+)
+NULL = np.int32(-1)
 
 
 class Generator:
-    """Deterministic for a seed. ``chunks()`` yields day by day, oldest first, each sorted by time."""
+    """Deterministic for a seed. ``chunks()`` yields day by day, oldest first, each sorted by time.
+
+    A chunk maps column names to numpy arrays: integers, masked integers for nullable ones,
+    ``S36`` uuids, and :data:`TEXT_COLUMNS` as codes into ``self.vocab``.
+    """
 
     def __init__(self, total_calls: int, now: int, *, seed: int = 7, accounts: int = 200) -> None:
         self.total = total_calls
@@ -130,16 +170,32 @@ class Generator:
         self.office = np.array([t.office for t in self.tenants])
         self.tz_index = np.array([TIMEZONES.index(t.timezone) for t in self.tenants])
         self.hotline_index = np.array([HOTLINES.index(t.hotline) for t in self.tenants])
-        self.ext_numbers, self.ext_keys = _vocab(
-            [str(FIRST_AGENT + i) for i in range(MAX_AGENTS)]
-            + [str(FIRST_OFFICE + i) for i in range(MAX_OFFICE)]
-        )
-        self.hotlines, self.hotline_keys = _vocab(list(HOTLINES))
-        self.ivr, self.ivr_keys = _vocab(list(IVR_NUMBERS))
-        self.queues = np.array(QUEUES + EXTRA_QUEUES, dtype=object)
+        voc = self.vocab = Vocabulary()
+        extensions = [str(FIRST_AGENT + i) for i in range(MAX_AGENTS)] + [
+            str(FIRST_OFFICE + i) for i in range(MAX_OFFICE)
+        ]
+        self.ext_numbers, self.ext_keys = self._numbers(extensions)
+        self.hotlines, self.hotline_keys = self._numbers(list(HOTLINES))
+        self.ivr, self.ivr_keys = self._numbers(list(IVR_NUMBERS))
+        self.directions = voc.add(list(DIRECTIONS))
+        self.sources = voc.add(["inbound", "internal", *OUTBOUND_SOURCES])
+        self.queues = voc.add(list(QUEUES + EXTRA_QUEUES))
         self.queue_count = np.array([4 + min(len(EXTRA_QUEUES), int(t.agents / 40)) for t in self.tenants])
+        self.trunks = voc.add(list(TRUNKS))
+        self.results = voc.add([o[0] for o in OUTCOMES])
+        self.causes = voc.add(list(dict.fromkeys(o[1] for o in OUTCOMES)))
+        self.cause_of = np.array(
+            [self.causes[list(dict.fromkeys(o[1] for o in OUTCOMES)).index(o[1])] for o in OUTCOMES]
+        )
+        sip_codes = iter(voc.add([o[2] for o in OUTCOMES if o[2]]))
+        self.sip_of = np.array([next(sip_codes) if o[2] else NULL for o in OUTCOMES], dtype=np.int32)
+        self.origin = voc.add(["freeswitch"])[0]
         self._build_customers()
         self.next_id = 1
+
+    def _numbers(self, numbers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        keys = [search_key(v, COUNTRY) for v in numbers]
+        return self.vocab.add(numbers), self.vocab.add(keys)
 
     def _build_customers(self) -> None:
         """A pool of customer numbers; each account calls and is called by its own slice, repeatedly."""
@@ -156,10 +212,10 @@ class Generator:
             )
         ]
         e164 = (rng.random(size) < 0.25).tolist()
-        self.customers = np.array(
-            [("+84" + n) if e else ("0" + n) for n, e in zip(nsn, e164, strict=True)], dtype=object
+        self.customers = self.vocab.add(
+            [("+84" + n) if e else ("0" + n) for n, e in zip(nsn, e164, strict=True)]
         )
-        self.customer_keys = np.array([n[::-1] for n in nsn], dtype=object)
+        self.customer_keys = self.vocab.add([n[::-1] for n in nsn])
         slice_size = np.maximum(500, (self.shares * self.total / 4).astype(np.int64))
         self.slice_size = np.minimum(slice_size, size)
         self.slice_base = (np.cumsum(self.slice_size) - self.slice_size) % size
@@ -168,7 +224,7 @@ class Generator:
         """Epoch of local midnight, per timezone and day."""
         return np.array([[local_day_start(d, ZoneInfo(tz)) for d in days] for tz in TIMEZONES])
 
-    def chunks(self) -> Iterator[dict[str, list[Any]]]:
+    def chunks(self) -> Iterator[dict[str, np.ndarray]]:
         today = datetime.fromtimestamp(self.now, UTC).date()
         days = [today - timedelta(days=SPAN_DAYS - 1 - i) for i in range(SPAN_DAYS + 1)]
         midnights = self.day_starts(days)
@@ -178,7 +234,14 @@ class Generator:
             if n:
                 yield self._chunk(n, day, midnights)
 
-    def _chunk(self, n: int, day: int, midnights: np.ndarray) -> dict[str, list[Any]]:
+    def rows(self, chunk: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        """A chunk as Python values, column by column (``None`` for NULL)."""
+        return {
+            name: self.vocab.decode(chunk[name]) if name in TEXT_COLUMNS else as_list(chunk[name])
+            for name in COLUMNS
+        }
+
+    def _chunk(self, n: int, day: int, midnights: np.ndarray) -> dict[str, np.ndarray]:
         rng = self.rng
         acc = rng.choice(len(self.tenants), n, p=self.shares)
         hour_p = np.array(HOUR_WEIGHTS, dtype=float) / sum(HOUR_WEIGHTS)
@@ -221,8 +284,8 @@ class Generator:
             [self.hotline_keys[hotline], self.customer_keys[customer], self.ext_keys[internal_dest]],
             self.ivr_keys[ivr],
         )
-        extension = np.where(has_ext, self.ext_numbers[ext_idx], None)
-        agent_extension = np.where(inbound & (outcome == 0), self.ext_numbers[agent], None)
+        extension = np.where(has_ext, self.ext_numbers[ext_idx], NULL)
+        agent_extension = np.where(inbound & (outcome == 0), self.ext_numbers[agent], NULL)
 
         queue_wait = np.where(outcome == 6, rng.integers(30, 121, n), rng.integers(2, 91, n))
         ring = rng.integers(3, 26, n)
@@ -233,63 +296,63 @@ class Generator:
         created = end + rng.integers(1, 6, n)
         source = np.select(
             [inbound, outbound],
-            [
-                "inbound",
-                np.array(OUTBOUND_SOURCES, dtype=object)[rng.choice(4, n, p=OUTBOUND_WEIGHTS)],
-            ],
-            "internal",
+            [self.sources[0], self.sources[2 + rng.choice(4, n, p=OUTBOUND_WEIGHTS)]],
+            self.sources[1],
         )
         queue = self.queues[(rng.random(n) * self.queue_count[acc]).astype(np.int64)]
-        trunk = np.array(TRUNKS, dtype=object)[rng.integers(0, len(TRUNKS), n)]
-        results = np.array([o[0] for o in OUTCOMES], dtype=object)[outcome]
-        causes = np.array([o[1] for o in OUTCOMES], dtype=object)[outcome]
-        sips = np.array([o[2] for o in OUTCOMES], dtype=object)[outcome]
+        trunk = self.trunks[rng.integers(0, len(TRUNKS), n)]
         transfers = (inbound & (outcome == 0) & (rng.random(n) < 0.06)).astype(np.int64)
 
-        ids = np.arange(self.next_id, self.next_id + n)
+        ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
         self.next_id += n
-        empty = np.full(n, None, dtype=object)
         return {
-            "id": ids.tolist(),
-            "account_id": self.account_ids[acc].tolist(),
+            "id": ids,
+            "account_id": self.account_ids[acc].astype(np.int64),
             "uuid": _uuids(rng, n),
-            "direction": np.array(DIRECTIONS, dtype=object)[direction].tolist(),
-            "source_type": source.tolist(),
-            "caller_number": caller.tolist(),
-            "destination_number": destination.tolist(),
-            "caller_key": caller_key.tolist(),
-            "destination_key": destination_key.tolist(),
-            "extension_number": extension.tolist(),
-            "agent_extension": agent_extension.tolist(),
-            "start_ts": start.tolist(),
-            "answer_ts": np.where(connected, answer.astype(object), empty).tolist(),
-            "end_ts": end.tolist(),
-            "duration": (end - start).tolist(),
-            "billsec": np.where(connected, end - answer, 0).tolist(),
-            "queue_name": np.where(inbound, queue, empty).tolist(),
-            "queue_wait_time": np.where(inbound, queue_wait.astype(object), empty).tolist(),
-            "trunk_name": np.where(inbound | outbound, trunk, empty).tolist(),
-            "transfer_count": transfers.tolist(),
-            "result": results.tolist(),
-            "hangup_cause": causes.tolist(),
-            "sip_response_code": np.where(outbound, sips, empty).tolist(),
-            "recording_available": [False] * n,
-            "origin": ["freeswitch"] * n,
-            "created_ts": created.tolist(),
-            "updated_ts": created.tolist(),
+            "direction": self.directions[direction],
+            "source_type": source.astype(np.int32),
+            "caller_number": caller.astype(np.int32),
+            "destination_number": destination.astype(np.int32),
+            "caller_key": caller_key.astype(np.int32),
+            "destination_key": destination_key.astype(np.int32),
+            "extension_number": extension.astype(np.int32),
+            "agent_extension": agent_extension.astype(np.int32),
+            "start_ts": start,
+            "answer_ts": np.ma.array(answer, mask=~connected),
+            "end_ts": end,
+            "duration": end - start,
+            "billsec": np.where(connected, end - answer, 0),
+            "queue_name": np.where(inbound, queue, NULL).astype(np.int32),
+            "queue_wait_time": np.ma.array(queue_wait, mask=~inbound),
+            "trunk_name": np.where(inbound | outbound, trunk, NULL).astype(np.int32),
+            "transfer_count": transfers,
+            "result": self.results[outcome],
+            "hangup_cause": self.cause_of[outcome].astype(np.int32),
+            "sip_response_code": np.where(outbound, self.sip_of[outcome], NULL).astype(np.int32),
+            "recording_available": np.zeros(n, dtype=bool),
+            "origin": np.full(n, self.origin, dtype=np.int32),
+            "created_ts": created,
+            "updated_ts": created,
             "_hour_keys": _hour_keys(self.account_ids[acc], start, direction),
         }
 
 
-def _uuids(rng: np.random.Generator, n: int) -> list[str]:
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Where each of the 32 hex digits goes in the 36-character form (dashes after 8, 12, 16, 20).
+_UUID_SLOTS = np.array([i + (i >= 8) + (i >= 12) + (i >= 16) + (i >= 20) for i in range(32)])
+
+
+def _uuids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random version-4 UUIDs as fixed-width ASCII (``S36``), built without a Python loop."""
     raw = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    h = raw.tobytes().hex()
-    return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
-        for i in range(0, 32 * n, 32)
-    ]
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = raw >> 4
+    nibbles[:, 1::2] = raw & 0x0F
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    text[:, _UUID_SLOTS] = _HEX[nibbles]
+    return text.view("S36").ravel()
 
 
 HOUR_BITS = 21  # hours since 1970 stay under 2**21 until the year 2209
@@ -315,10 +378,18 @@ def unpack_hour_counts(keys: np.ndarray, counts: np.ndarray) -> list[dict[str, A
     ]
 
 
-def check_keys(chunk: dict[str, list[Any]], sample: int = 2000) -> None:
-    """The generated search keys are the ones the service itself would compute."""
+def as_list(column: np.ndarray) -> list[Any]:
+    """A column as Python values (``None`` for NULL, ``str`` for text)."""
+    if column.dtype.kind == "S":
+        return column.astype(str).tolist()  # type: ignore[no-any-return]
+    return column.tolist()  # type: ignore[no-any-return]
+
+
+def check_keys(rows: dict[str, list[Any]], sample: int = 2000) -> None:
+    """The generated search keys (``Generator.rows`` of a chunk) are the ones the service computes."""
     for column, key in (("caller_number", "caller_key"), ("destination_number", "destination_key")):
-        for number, expected in list(zip(chunk[column], chunk[key], strict=True))[:sample]:
+        pairs = zip(rows[column][:sample], rows[key][:sample], strict=True)
+        for number, expected in pairs:
             actual = search_key(number, COUNTRY)
             if actual != expected:
                 raise AssertionError(f"{column} {number!r}: generated key {expected!r}, service {actual!r}")

@@ -1,9 +1,9 @@
 """HTTP benchmarks through a real ``pbx-cdr serve --workers 2``, driven by ``wrk`` over loopback.
 
 The list route for a small and for the biggest account runs next to ``/healthz`` on the same server
-in the same run; single-call POSTs come from a ``wrk`` Lua script that makes a fresh UUID per
-request; 1000-call batches from a few client threads. The server's resident memory (all its
-processes) is sampled throughout.
+in the same run (ingest is in ``bench/ingest.py``, downloads in ``bench/download.py``). The server's
+resident memory is sampled throughout, per process: the supervisor and each worker, never the
+database server or the benchmark's own client.
 """
 
 from __future__ import annotations
@@ -13,18 +13,13 @@ import re
 import secrets
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
-import orjson
 from tests.servers import PbxServer, pbx_server
 
 from pbx_cdr import tokens
@@ -68,11 +63,17 @@ def issue_token(url: str, account_id: int, scopes: list[str]) -> str:
 
 
 class RssSampler:
-    """The largest resident set of any one process of the server's tree (the supervisor and workers)."""
+    """Resident memory of each process of the server's tree: the supervisor and its workers.
+
+    Only the server's own processes: the database server and this benchmark are not in the tree.
+    ``peak_kib`` is the largest any one process reached; ``peaks`` says which (``supervisor`` or
+    ``worker <pid>``).
+    """
 
     def __init__(self, root_pid: int) -> None:
         self.root = root_pid
         self.peak_kib = 0
+        self.peaks: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -97,8 +98,15 @@ class RssSampler:
                     continue
                 found = re.search(r"VmRSS:\s+(\d+) kB", status)
                 if found:
-                    self.peak_kib = max(self.peak_kib, int(found.group(1)))
+                    role = "supervisor" if pid == self.root else f"worker {pid}"
+                    kib = int(found.group(1))
+                    self.peaks[role] = max(self.peaks.get(role, 0), kib)
+                    self.peak_kib = max(self.peak_kib, kib)
             time.sleep(0.2)
+
+    def largest(self) -> str:
+        """Which process reached the peak, e.g. ``worker 1234``."""
+        return max(self.peaks, key=self.peaks.__getitem__) if self.peaks else "-"
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -116,7 +124,7 @@ def serve(url: str, data_dir: Path) -> Iterator[PbxServer]:
         "PBX_CDR_DATA_DIR": str(data_dir),
         "PBX_CDR_SECRET_KEY": SECRET,
         "PBX_CDR_LOG_LEVEL": "WARNING",
-        "PBX_CDR_SQLITE_SYNCHRONOUS": "NORMAL",
+        # SQLite keeps its default synchronous=FULL: every figure is of durable commits.
     }
     with pbx_server(env, workers=WORKERS) as server:
         yield server
@@ -153,56 +161,3 @@ def wrk(
         _ms(*p99.groups()),  # type: ignore[union-attr]
         int(non2xx.group(1)) if non2xx else 0,
     )
-
-
-# A fresh, valid UUID per request: thread number and a counter, version 4, RFC 4122 variant.
-SINGLE_POST_LUA = """
-local counter = 0
-local thread_id = 0
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_id", threads)
-end
-function request()
-  counter = counter + 1
-  local uuid = string.format("%08x-%04x-4%03x-8000-%012x", thread_id, math.random(0, 65535),
-                             math.random(0, 4095), counter)
-  local body = '{"uuid":"' .. uuid .. '","direction":"outbound","caller_number":"1001",' ..
-    '"destination_number":"0987654321","start_time":"2026-06-27T08:15:42+00:00",' ..
-    '"answer_time":"2026-06-27T08:15:50+00:00","end_time":"2026-06-27T08:16:56+00:00"}'
-  return wrk.format("POST", "/api/pbx/cdr", {["Content-Type"] = "application/json",
-                                            ["Authorization"] = "Bearer TOKEN"}, body)
-end
-"""
-
-
-def single_posts(server: PbxServer, token: str, seconds: int) -> WrkResult:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(SINGLE_POST_LUA.replace("TOKEN", token))
-    try:
-        return wrk(server.base_url + "/api/pbx/cdr", seconds, script=handle.name)
-    finally:
-        os.unlink(handle.name)
-
-
-def batch_posts(server: PbxServer, token: str, bodies: list[bytes], threads: int = 4) -> tuple[float, int]:
-    """Calls per second through 1000-call batches; and how many came back created."""
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    created = 0
-
-    def post(body: bytes) -> int:
-        with httpx.Client(base_url=server.base_url, timeout=120) as client:
-            r = client.post("/api/pbx/cdr", content=body, headers=headers)
-            r.raise_for_status()
-            return int(r.json()["created"])
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        created = sum(pool.map(post, bodies))
-    elapsed = time.perf_counter() - started
-    return created / elapsed, created
-
-
-def batch_bodies(calls: list[dict[str, Any]], size: int = 1000) -> list[bytes]:
-    return [orjson.dumps({"data": calls[i : i + size]}) for i in range(0, len(calls), size)]

@@ -20,11 +20,12 @@ from typing import Any
 
 import orjson
 
-from bench import http
+from bench import http, ingest
 from bench.datagen import Generator
 from bench.download import bench_download
 from bench.inprocess import bench_lists, bench_serialization
 from bench.load import load
+from bench.loadbase import baselines
 from bench.pg import bench_postgres, new_database
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.engine import make_engine
@@ -55,30 +56,29 @@ def machine() -> dict[str, Any]:
 def json_calls(count: int, now: int, seed: int) -> list[dict[str, Any]]:
     """Generated calls as the JSON CDRs clients post (a seed of their own: fresh uuids)."""
     gen = Generator(count, now, seed=seed, accounts=1)
+    fields = (
+        "uuid",
+        "direction",
+        "source_type",
+        "caller_number",
+        "destination_number",
+        "extension_number",
+        "agent_extension",
+        "duration",
+        "billsec",
+        "queue_name",
+        "queue_wait_time",
+        "trunk_name",
+        "transfer_count",
+        "result",
+        "hangup_cause",
+        "sip_response_code",
+    )
     out: list[dict[str, Any]] = []
-    for chunk in gen.chunks():
+    for raw in gen.chunks():
+        chunk = gen.rows(raw)
         for i in range(len(chunk["uuid"])):
-            item = {
-                k: chunk[k][i]
-                for k in (
-                    "uuid",
-                    "direction",
-                    "source_type",
-                    "caller_number",
-                    "destination_number",
-                    "extension_number",
-                    "agent_extension",
-                    "duration",
-                    "billsec",
-                    "queue_name",
-                    "queue_wait_time",
-                    "trunk_name",
-                    "transfer_count",
-                    "result",
-                    "hangup_cause",
-                    "sip_response_code",
-                )
-            }
+            item = {k: chunk[k][i] for k in fields}
             item.update(
                 start_time=iso(chunk["start_ts"][i]),
                 answer_time=iso(chunk["answer_ts"][i]),
@@ -102,11 +102,28 @@ def ms(p50: float, p99: float) -> str:
     return f"p50 {p50:.3f} / p99 {p99:.3f} ms"
 
 
-def run_database(name: str, url: str, args: argparse.Namespace, report: Report, work: Path) -> None:
+def run_database(
+    name: str, url: str, scratch: str, args: argparse.Namespace, report: Report, work: Path
+) -> None:
     print(f"\n== {name}: loading {args.calls:,} calls", flush=True)
     loaded = load(url, args.calls)
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in loaded.phases.items())
-    report.add(name, "bulk load", f"{loaded.rate:,.0f} calls/s", f"{loaded.seconds:.1f} s total", phases)
+    base = baselines(url, scratch, int(time.time()), quick=args.quick)
+    plain = base["plain_inserts"]
+    report.add(
+        name,
+        "bulk load, ready to query",
+        f"{loaded.rate:,.0f} calls/s",
+        f"plain INSERTs {plain:,.0f} calls/s ({loaded.rate / plain:.1f}x)",
+        f"{loaded.seconds:.1f} s: {phases}",
+    )
+    raw = base.get("raw_copy")
+    report.add(
+        name,
+        "bulk load, rows in (generation overlapped)",
+        f"{loaded.insert_rate:,.0f} calls/s",
+        f"raw COPY {raw:,.0f} calls/s ({loaded.insert_rate / raw:.2f}x)" if raw else "-",
+    )
     engine = make_engine(url)
     now = time.time()
     biggest, small = loaded.account_ids[0], loaded.account_ids[-1]
@@ -138,7 +155,8 @@ def run_http(
     read_big = http.issue_token(url, biggest, ["cdr:read"])
     read_small = http.issue_token(url, small, ["cdr:read"])
     writer = http.issue_token(url, small, ["cdr:write"])
-    bodies = http.batch_bodies(json_calls(20_000 if args.quick else 100_000, int(time.time()), seed=11))
+    ingest.make_durable(url)
+    bodies = ingest.batch_bodies(json_calls(20_000 if args.quick else 100_000, int(time.time()), seed=11))
     with http.serve(url, work / f"data-{name}") as server, http.RssSampler(server.proc.pid) as rss:
         health = http.wrk(server.base_url + "/healthz", seconds)
         report.add(
@@ -158,7 +176,7 @@ def run_http(
                 f"{share:.0f}% of /healthz",
                 f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}",
             )
-        single = http.single_posts(server, writer, seconds)
+        single = ingest.single_posts(server, writer, seconds)
         report.add(
             name,
             "ingest, single-call POSTs",
@@ -166,7 +184,7 @@ def run_http(
             "target 3,000",
             f"p99 {single.p99_ms:.1f} ms, non-2xx {single.non_2xx}",
         )
-        rate, created = http.batch_posts(server, writer, bodies)
+        rate, created = ingest.batch_posts(server, writer, bodies)
         report.add(
             name,
             "ingest, 1000-call batches",
@@ -185,19 +203,23 @@ def run_http(
         "server RSS, largest process",
         f"{rss.peak_kib / 1024:.0f} MB",
         "limit 200 MB",
-        "sampled every 0.2 s through the HTTP runs",
+        f"{rss.largest()}; sampled every 0.2 s through the HTTP runs",
     )
 
 
 @contextmanager
-def databases(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, str]]]:
+def databases(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, str, str]]]:
+    """(name, url, an empty scratch database's url for the baselines) per chosen database."""
     chosen = args.db.split(",")
     out = []
     if "sqlite" in chosen:
-        out.append(("sqlite", f"sqlite:///{work / 'bench.sqlite3'}"))
+        for stale in ("bench.sqlite3", "scratch.sqlite3"):
+            (work / stale).unlink(missing_ok=True)
+        out.append(("sqlite", f"sqlite:///{work / 'bench.sqlite3'}", f"sqlite:///{work / 'scratch.sqlite3'}"))
     if "postgresql" in chosen:
         with bench_postgres() as server:
-            yield [*out, ("postgresql", new_database(server, "bench"))]
+            pg = ("postgresql", new_database(server, "bench"), new_database(server, "bench_scratch"))
+            yield [*out, pg]
             return
     yield out
 
@@ -220,8 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     try:
         with databases(args, work) as dbs:
-            for name, url in dbs:
-                run_database(name, url, args, report, work)
+            for name, url, scratch in dbs:
+                run_database(name, url, scratch, args, report, work)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -5,11 +5,13 @@ benchmark's totals must equal the naive query's."""
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.datagen import Generator, check_keys
+from bench.copytext import TextCells, encode
+from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator, check_keys
 from bench.inprocess import bench_lists, naive_list, shapes_for
 from bench.load import load
 from bench.pg import new_database
@@ -82,10 +84,30 @@ def check_load(url: str, fresh_url: str) -> None:
 
 def test_generated_keys_are_the_services() -> None:
     gen = Generator(3000, int(time.time()), accounts=20)
-    chunk = next(iter(gen.chunks()))
+    chunk = gen.rows(next(iter(gen.chunks())))
     check_keys(chunk, sample=len(chunk["uuid"]))
     assert len(set(chunk["uuid"])) == len(chunk["uuid"])
+    assert all(uuid.UUID(u).version == 4 and str(uuid.UUID(u)) == u for u in chunk["uuid"])
     assert {"inbound", "outbound", "internal", "local"} >= set(chunk["direction"])
+
+
+def test_copy_text_is_what_postgresql_reads() -> None:
+    """The numpy COPY encoder writes exactly the cells of the rows (NULL as \\N, booleans as t/f)."""
+    gen = Generator(3000, int(time.time()), accounts=20)
+    raw = next(iter(gen.chunks()))
+    rows = gen.rows(raw)
+    text = TextCells(gen.vocab.items)
+    encoded = encode([raw[c] for c in COLUMNS], [text if c in TEXT_COLUMNS else None for c in COLUMNS])
+    lines = encoded.decode().split("\n")
+    assert lines.pop() == ""
+    assert len(lines) == len(rows["id"])
+    for i, line in enumerate(lines):
+        cells = [rows[c][i] for c in COLUMNS]
+        expected = [
+            "\\N" if v is None else "t" if v is True else "f" if v is False else str(v) for v in cells
+        ]
+        assert line.split("\t") == expected
+    assert any(r is None for r in rows["answer_ts"]) and any(r is not None for r in rows["answer_ts"])
 
 
 def test_sqlite_bulk_load(tmp_path: Path) -> None:

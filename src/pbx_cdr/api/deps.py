@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from pbx_cdr.api import ratelimit
 from pbx_cdr.clock import Clock
 from pbx_cdr.config import Settings
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.offload import run_db
 from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.errors import Forbidden, Unauthenticated
@@ -46,7 +47,8 @@ class Principal:
     rate: ratelimit.RateDecision = ratelimit.UNLIMITED
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request for a lookup.
     services: Services = request.app.state.services
     return services
 
@@ -69,29 +71,65 @@ def bearer_or_basic(request: Request, *, allow_basic: bool) -> str | None:
     return None
 
 
-def authenticate(services: Services, token: str | None, scope: str) -> Principal:
-    """Look the token up by its hash; refuse unknown or revoked ones (401) and missing scopes (403)."""
+def lookup_token(services: Services, token: str | None) -> tuple[token_queries.TokenRow, Account]:
+    """The active token and its account by the token's hash, or 401. Reads only."""
     if not token or not tokens.looks_like_token(token):
         raise Unauthenticated()
-    now = int(services.clock.now())
-    with db.read(services.engine) as conn:
+    with db.read_one(services.engine) as conn:  # one round trip on PostgreSQL
         found = token_queries.find_active_token_and_account(conn, tokens.hash_token(token))
     if found is None:
         raise Unauthenticated()
-    row, account = found
+    return found
+
+
+def admit(services: Services, row: token_queries.TokenRow, account: Account, scope: str) -> Principal:
+    """Rate limit (429), scope (403), and ``last_used_ts``: may write (see :func:`admit_writes`)."""
+    now = int(services.clock.now())
     rate = services.rate_limiter.hit(row.id, account.rate_limit_per_minute, services.clock.now())
     ratelimit.enforce(rate)
     if scope not in row.scopes:
         raise Forbidden()
     if row.last_used_ts is None or now - row.last_used_ts >= token_queries.LAST_USED_RESOLUTION:
-        with db.write(services.engine) as conn:
+        with db.write(services.engine, durable=False) as conn:
             token_queries.touch_token(conn, row, now)
     return Principal(account=account, token_id=row.id, scopes=row.scopes, rate=rate)
 
 
-def require_scope(scope: str, *, allow_basic: bool = False) -> Callable[..., Principal]:
-    def dependency(request: Request, services: ServicesDep) -> Principal:
-        principal = authenticate(services, bearer_or_basic(request, allow_basic=allow_basic), scope)
+def admit_writes(services: Services, row: token_queries.TokenRow, account: Account) -> bool:
+    """Whether :func:`admit` will write: a rate-limited token, or a ``last_used_ts`` that is due."""
+    if account.rate_limit_per_minute > 0 or row.last_used_ts is None:
+        return True
+    return int(services.clock.now()) - row.last_used_ts >= token_queries.LAST_USED_RESOLUTION
+
+
+def authenticate(services: Services, token: str | None, scope: str) -> Principal:
+    """Look the token up by its hash; refuse unknown or revoked ones (401) and missing scopes (403)."""
+    row, account = lookup_token(services, token)
+    return admit(services, row, account, scope)
+
+
+async def authenticate_async(services: Services, token: str | None, scope: str) -> Principal:
+    """:func:`authenticate` from the event loop.
+
+    On SQLite the lookup, a read of a few microseconds, runs right here: a hop to a worker thread
+    cost more than the read, and dozens of threads reading at once churned and contended for
+    pooled connections. Writes (a rate-limited token, ``last_used_ts`` once a minute) and every
+    PostgreSQL round trip still go to a thread (at most a pool's worth at once: ``db/offload.py``),
+    so the loop never waits on a lock or the network.
+    """
+    engine = services.engine
+    if not db.is_sqlite(engine):
+        return await run_db(engine, authenticate, services, token, scope)
+    row, account = lookup_token(services, token)
+    if admit_writes(services, row, account):
+        return await run_db(engine, admit, services, row, account, scope)
+    return admit(services, row, account, scope)
+
+
+def require_scope(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(request: Request, services: ServicesDep) -> Principal:
+        token = bearer_or_basic(request, allow_basic=allow_basic)
+        principal = await authenticate_async(services, token, scope)
         request.state.principal = principal
         request.state.rate_limit_headers = principal.rate.headers()
         return principal

@@ -78,6 +78,17 @@ def read(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def read_one(engine: Engine) -> Iterator[Connection]:
+    """A read of one statement: on PostgreSQL outside any transaction (one round trip, not three)."""
+    if is_sqlite(engine):
+        with read(engine) as conn:
+            yield conn
+        return
+    with _unavailable_on_loss(), engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
 def write(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
     """A unit of work that writes: committed when the block ends without error, else rolled back.
 

@@ -74,7 +74,7 @@ class Storage(Protocol):
     def open_writer(self, key: str) -> Writer: ...
 
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
-        """Bytes ``start`` to ``end`` (exclusive) in chunks of at most :data:`READ_CHUNK`.
+        """Bytes ``start`` to ``end`` (exclusive), in chunks of a size the backend picks.
 
         Raises :class:`ObjectMissing` before yielding anything when the object is gone.
         """

@@ -9,13 +9,41 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx_cdr.db.tables import call_hour_counts, calls
 
 HOUR = 3600
+
+
+def _with_direction(table: Table, *where: ColumnElement[bool]) -> tuple[list[Any], list[Any]]:
+    """The conditions without and with ``direction = :direction``."""
+    return list(where), [*where, table.c.direction == bindparam("direction")]
+
+
+# Built once, with bind parameters: they run on every list request, and building a statement cost
+# more than SQLite took to run it. Indexed by whether a direction is given.
+_HOURS_SUM = tuple(
+    select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*where)
+    for where in _with_direction(
+        call_hour_counts,
+        call_hour_counts.c.account_id == bindparam("account_id"),
+        call_hour_counts.c.hour >= bindparam("low"),
+        call_hour_counts.c.hour < bindparam("high"),
+    )
+)
+_ROWS_COUNT = tuple(
+    select(func.count()).select_from(calls).where(*where)
+    for where in _with_direction(
+        calls,
+        calls.c.account_id == bindparam("account_id"),
+        calls.c.start_ts >= bindparam("low"),
+        calls.c.start_ts < bindparam("high"),
+    )
+)
 
 
 def adjust(conn: Connection, account_id: int, deltas: Counter[tuple[int, str]]) -> None:
@@ -50,16 +78,8 @@ def window_total(conn: Connection, account_id: int, start_ts: int, end_ts: int, 
     end_whole = end_ts // HOUR  # the first hour that is not whole inside the window
     total = 0
     if first_whole < end_whole:
-        where = [
-            call_hour_counts.c.account_id == account_id,
-            call_hour_counts.c.hour >= first_whole,
-            call_hour_counts.c.hour < end_whole,
-        ]
-        if direction:
-            where.append(call_hour_counts.c.direction == direction)
-        total += conn.execute(
-            select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*where)
-        ).scalar_one()
+        params = {"account_id": account_id, "low": first_whole, "high": end_whole, "direction": direction}
+        total += conn.execute(_HOURS_SUM[bool(direction)], params).scalar_one()
         edges = [(start_ts, first_whole * HOUR), (end_whole * HOUR, end_ts)]
     else:
         edges = [(start_ts, end_ts)]
@@ -120,10 +140,8 @@ def locate(
 
 
 def _count_rows(conn: Connection, account_id: int, low: int, high: int, direction: str | None) -> int:
-    where = [calls.c.account_id == account_id, calls.c.start_ts >= low, calls.c.start_ts < high]
-    if direction:
-        where.append(calls.c.direction == direction)
-    return int(conn.execute(select(func.count()).select_from(calls).where(and_(*where))).scalar_one())
+    params = {"account_id": account_id, "low": low, "high": high, "direction": direction}
+    return int(conn.execute(_ROWS_COUNT[bool(direction)], params).scalar_one())
 
 
 def rebuild(conn: Connection, account_id: int) -> None:

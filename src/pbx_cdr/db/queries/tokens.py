@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.db.tables import accounts, api_tokens
@@ -60,14 +60,17 @@ def find_active_token(conn: Connection, token_hash: str) -> TokenRow | None:
     return _token(row) if row else None
 
 
+# Built once: every authenticated request runs it, and building the statement cost more than running it.
+_TOKEN_AND_ACCOUNT = (
+    select(*[c.label(f"t_{c.name}") for c in api_tokens.c], *accounts.c)
+    .join_from(api_tokens, accounts, accounts.c.id == api_tokens.c.account_id)
+    .where(api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_ts.is_(None))
+)
+
+
 def find_active_token_and_account(conn: Connection, token_hash: str) -> tuple[TokenRow, Account] | None:
     """The active token with its account, in one query (every authenticated request runs it)."""
-    token_cols = [c.label(f"t_{c.name}") for c in api_tokens.c]
-    row = conn.execute(
-        select(*token_cols, *accounts.c)
-        .join_from(api_tokens, accounts, accounts.c.id == api_tokens.c.account_id)
-        .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_ts.is_(None))
-    ).one_or_none()
+    row = conn.execute(_TOKEN_AND_ACCOUNT, {"token_hash": token_hash}).one_or_none()
     if row is None:
         return None
     fields = row._mapping

@@ -1,0 +1,99 @@
+"""Ingest benchmarks through a real ``pbx-cdr serve``: single-call POSTs and 1000-call batches.
+
+Every figure is of durable writes: SQLite keeps its default ``synchronous=FULL`` and the benchmark's
+PostgreSQL commits with ``synchronous_commit=on`` (the test suite's throwaway server turns it off;
+:func:`make_durable` turns it back on for the benchmark database). A 2xx answer means committed.
+
+Single POSTs come from ``wrk`` with a Lua script that makes a fresh UUID per request; batches from
+a few client threads, each on one keep-alive connection. The server groups concurrent requests
+into shared transactions (``pbx_cdr/db/writer.py``); the benchmark only sees calls per second.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from tests.servers import PbxServer
+
+from bench.http import WrkResult, wrk
+
+# A fresh, valid UUID per request: thread number and a counter, version 4, RFC 4122 variant.
+SINGLE_POST_LUA = """
+local counter = 0
+local thread_id = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
+function request()
+  counter = counter + 1
+  local uuid = string.format("%08x-%04x-4%03x-8000-%012x", thread_id, math.random(0, 65535),
+                             math.random(0, 4095), counter)
+  local body = '{"uuid":"' .. uuid .. '","direction":"outbound","caller_number":"1001",' ..
+    '"destination_number":"0987654321","start_time":"2026-06-27T08:15:42+00:00",' ..
+    '"answer_time":"2026-06-27T08:15:50+00:00","end_time":"2026-06-27T08:16:56+00:00"}'
+  return wrk.format("POST", "/api/pbx/cdr", {["Content-Type"] = "application/json",
+                                            ["Authorization"] = "Bearer TOKEN"}, body)
+end
+"""
+
+
+def make_durable(url: str) -> None:
+    """PostgreSQL only: commits of the benchmark database wait for the WAL flush, as in production."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{parsed.database}" SET synchronous_commit = on'))
+    engine.dispose()
+
+
+def single_posts(server: PbxServer, token: str, seconds: int) -> WrkResult:
+    """One call per POST, ``wrk -c32``: requests (= calls) per second."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(SINGLE_POST_LUA.replace("TOKEN", token))
+    try:
+        return wrk(server.base_url + "/api/pbx/cdr", seconds, script=handle.name)
+    finally:
+        os.unlink(handle.name)
+
+
+def batch_posts(server: PbxServer, token: str, bodies: list[bytes], threads: int = 4) -> tuple[float, int]:
+    """Calls per second through ``bodies`` (1000-call batches); and how many came back created."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def post(body: bytes) -> int:
+        client = getattr(local, "client", None)
+        if client is None:  # one keep-alive connection per client thread
+            client = local.client = httpx.Client(base_url=server.base_url, timeout=120)
+            clients.append(client)
+        r = client.post("/api/pbx/cdr", content=body, headers=headers)
+        r.raise_for_status()
+        return int(orjson.loads(r.content)["created"])
+
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            created = sum(pool.map(post, bodies))
+        elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            client.close()
+    return created / elapsed, created
+
+
+def batch_bodies(calls: list[dict[str, Any]], size: int = 1000) -> list[bytes]:
+    return [orjson.dumps({"data": calls[i : i + size]}) for i in range(0, len(calls), size)]

@@ -1,0 +1,267 @@
+"""Group commit (db/writer.py): many requests in one transaction, each with its own exact answer.
+
+On SQLite and PostgreSQL. Grouping is made certain, not timed: jobs are queued while the test holds
+the writer's lock, so the thread finds them all waiting at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.engine import make_engine
+from pbx_cdr.db.queries import accounts, counts
+from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.db.writer import GroupCommitWriter, WriteJob, writer_for
+from pbx_cdr.domain.call import Call
+from pbx_cdr.ingest.json_cdr import parse_payload
+from tests.conftest import Tenant, cdr
+
+NOW = 1_782_561_600
+
+
+def uid(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+def at(n: int, hour: int) -> dict[str, Any]:
+    """Call ``n``, started in ``hour`` (UTC) of the seed's day."""
+    day = "2026-06-27T"
+    return cdr(
+        uid(n),
+        start_time=f"{day}{hour:02d}:15:42+00:00",
+        answer_time=f"{day}{hour:02d}:15:50+00:00",
+        end_time=f"{day}{hour:02d}:16:56+00:00",
+    )
+
+
+def parsed(*items: dict[str, Any]) -> list[Call]:
+    batch, _ = parse_payload({"data": list(items)})
+    return batch
+
+
+def job(account_id: int, *items: dict[str, Any]) -> WriteJob:
+    return WriteJob(account_id, "VN", parsed(*items), "api", NOW)
+
+
+@contextmanager
+def held(writer: GroupCommitWriter) -> Iterator[None]:
+    """Queue jobs without the thread taking any: it waits for this lock (reentrant for us)."""
+    with writer._wakeup:
+        yield
+
+
+@pytest.fixture
+def writer(engine: Engine) -> Iterator[GroupCommitWriter]:
+    w = GroupCommitWriter(engine)
+    yield w
+    w.close()
+
+
+def hour_counts(engine: Engine, account_id: int) -> dict[tuple[int, str], int]:
+    with db.read(engine) as conn:
+        rows = conn.execute(
+            select(call_hour_counts.c.hour, call_hour_counts.c.direction, call_hour_counts.c.n).where(
+                call_hour_counts.c.account_id == account_id, call_hour_counts.c.n != 0
+            )
+        ).all()
+    return {(r.hour, r.direction): r.n for r in rows}
+
+
+def fresh_counts(engine: Engine, account_id: int) -> dict[tuple[int, str], int]:
+    with db.read(engine) as conn:
+        rows = conn.execute(
+            select(calls.c.start_ts, calls.c.direction).where(calls.c.account_id == account_id)
+        ).all()
+    return dict(counts.hour_deltas((r.start_ts, r.direction) for r in rows))
+
+
+def row_count(engine: Engine, account_id: int) -> int:
+    with db.read(engine) as conn:
+        return int(
+            conn.execute(
+                select(func.count()).select_from(calls).where(calls.c.account_id == account_id)
+            ).scalar_one()
+        )
+
+
+def results(futures: list[Future[list[str]]]) -> list[list[str]]:
+    return [f.result(timeout=60) for f in futures]
+
+
+def test_waiting_requests_share_one_transaction_and_keep_their_own_statuses(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant
+) -> None:
+    jobs = [job(tenant.id, *(at(100 * i + k, k) for k in range(3))) for i in range(20)]
+    with held(writer):
+        futures = [writer.submit(j) for j in jobs]
+    assert results(futures) == [["created"] * 3] * 20
+    assert writer.groups == 1 and writer.jobs == 20
+    assert row_count(engine, tenant.id) == 60
+    assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+
+
+def test_identical_concurrent_posts_make_one_row(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant
+) -> None:
+    with held(writer):
+        futures = [writer.submit(job(tenant.id, cdr(uid(1)))) for _ in range(5)]
+    assert results(futures) == [["created"], ["unchanged"], ["unchanged"], ["unchanged"], ["unchanged"]]
+    assert row_count(engine, tenant.id) == 1
+    hour = parsed(cdr(uid(1)))[0].start_ts // 3600
+    assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id) == {(hour, "outbound"): 1}
+
+
+def test_a_later_request_for_the_same_call_is_applied_after_the_earlier_one(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant
+) -> None:
+    moved = at(7, 10)
+    with held(writer):
+        futures = [
+            writer.submit(job(tenant.id, cdr(uid(7)), cdr(uid(8)))),
+            writer.submit(job(tenant.id, cdr(uid(9)))),  # unrelated: merged with the first
+            writer.submit(job(tenant.id, moved)),  # names uid(7): after the first
+            writer.submit(job(tenant.id, cdr(uid(8)))),  # names uid(8): after the first, unchanged
+            writer.submit(job(tenant.id, cdr(uid(7)))),  # after the move: moves the call back
+        ]
+    assert results(futures) == [["created", "created"], ["created"], ["updated"], ["unchanged"], ["updated"]]
+    assert writer.groups == 1
+    with db.read(engine) as conn:
+        start = conn.execute(select(calls.c.start_ts).where(calls.c.uuid == uid(7))).scalar_one()
+    assert start == parsed(cdr(uid(7)))[0].start_ts
+    assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+
+
+def test_the_same_uuid_in_two_accounts_is_two_calls(
+    engine: Engine, writer: GroupCommitWriter, make_tenant: Any
+) -> None:
+    a, b = make_tenant("a"), make_tenant("b")
+    with held(writer):
+        futures = [writer.submit(job(a.id, cdr(uid(1)))), writer.submit(job(b.id, cdr(uid(1))))]
+    assert results(futures) == [["created"], ["created"]]
+    assert row_count(engine, a.id) == row_count(engine, b.id) == 1
+
+
+def test_one_failing_request_does_not_fail_the_others(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant
+) -> None:
+    with held(writer):
+        good_before = writer.submit(job(tenant.id, cdr(uid(1)), cdr(uid(2))))
+        bad = writer.submit(job(987654, cdr(uid(3))))  # no such account: the foreign key refuses it
+        good_after = writer.submit(job(tenant.id, cdr(uid(4))))
+    assert good_before.result(timeout=60) == ["created", "created"]
+    assert good_after.result(timeout=60) == ["created"]
+    with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
+        bad.result(timeout=60)
+    assert row_count(engine, tenant.id) == 3
+    assert row_count(engine, 987654) == 0
+    assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+
+
+def test_a_cancelled_request_is_not_written(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant
+) -> None:
+    with held(writer):
+        dropped = writer.submit(job(tenant.id, cdr(uid(1))))
+        kept = writer.submit(job(tenant.id, cdr(uid(2))))
+        assert dropped.cancel()
+    assert kept.result(timeout=60) == ["created"]
+    assert row_count(engine, tenant.id) == 1
+
+
+def test_close_finishes_the_queue_and_refuses_more(engine: Engine, tenant: Tenant) -> None:
+    writer = GroupCommitWriter(engine)
+    with held(writer):
+        futures = [writer.submit(job(tenant.id, cdr(uid(n)))) for n in range(3)]
+        closing = threading.Thread(target=writer.close)
+        closing.start()
+    closing.join(60)
+    assert results(futures) == [["created"]] * 3
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit(job(tenant.id, cdr(uid(9))))
+
+
+def test_an_idle_writer_stops_its_thread_and_starts_again(engine: Engine, tenant: Tenant) -> None:
+    writer = GroupCommitWriter(engine, idle_seconds=0.01)
+    assert writer.submit(job(tenant.id, cdr(uid(1)))).result(timeout=60) == ["created"]
+    thread = writer._thread
+    if thread is not None:
+        thread.join(60)  # it ends once it has been idle
+    assert writer._thread is None
+    assert writer.submit(job(tenant.id, cdr(uid(2)))).result(timeout=60) == ["created"]
+    writer.close()
+
+
+def test_one_writer_per_engine(engine: Engine) -> None:
+    assert writer_for(engine) is writer_for(engine)
+
+
+def test_concurrent_http_posts_each_get_exact_answers(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    """Forty clients at once, half of them posting calls another client posts too."""
+
+    def post(n: int) -> dict[str, Any]:
+        items = [cdr(uid(1000 + n)), at(n % 10, n % 10)]
+        r = client.post("/api/pbx/cdr", json={"data": items}, headers=tenant.write)
+        assert r.status_code in (200, 201), r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(post, range(40)))
+    statuses = Counter((item["uuid"], item["status"]) for a in answers for item in a["data"])
+    for n in range(40):
+        assert statuses[(uid(1000 + n), "created")] == 1
+    for n in range(10):  # each posted by four clients: created once, then unchanged
+        assert statuses[(uid(n), "created")] == 1
+        assert statuses[(uid(n), "unchanged")] == 3
+    assert all(a["created"] == sum(i["status"] == "created" for i in a["data"]) for a in answers)
+    assert row_count(engine, tenant.id) == 50
+    assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+    listed = client.get(
+        "/api/pbx/cdr", params={"from": "2026-06-27", "to": "2026-06-27"}, headers=tenant.read
+    )
+    assert listed.json()["total"] == 50
+
+
+def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None:
+    """Two engines, as two server processes have: their writers take turns (flock) and agree."""
+    engines = [make_engine(sqlite_url, sqlite_synchronous="NORMAL") for _ in range(2)]
+    with db.write(engines[0]) as conn:
+        account = accounts.create_account(
+            conn,
+            name="shared",
+            timezone="UTC",
+            country="VN",
+            max_window_days=30,
+            recording_url_ttl=1800,
+            rate_limit_per_minute=0,
+            now=NOW,
+        )
+    writers = [GroupCommitWriter(e) for e in engines]
+    try:
+        futures = [
+            writers[n % 2].submit(job(account.id, at(n % 15, n % 15 % 10), at(100 + n, 3))) for n in range(60)
+        ]
+        answers = results(futures)
+    finally:
+        for w in writers:
+            w.close()
+    statuses = Counter(s for a in answers for s in a)
+    assert statuses == {"created": 75, "unchanged": 45}
+    assert row_count(engines[0], account.id) == 75
+    assert hour_counts(engines[1], account.id) == fresh_counts(engines[1], account.id)
+    for e in engines:
+        e.dispose()
