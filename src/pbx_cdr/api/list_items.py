@@ -17,33 +17,19 @@ from operator import itemgetter
 from typing import Any
 
 from pbx_cdr.db.queries.calls import API_COLUMNS
+from pbx_cdr.domain.call import API_FIELDS
 
 DAY = 86400
 # The positions of the fields in a row of API_COLUMNS (the list's select).
 _NAMES = [c.name for c in API_COLUMNS]
-_ORDER = (
-    "uuid",
-    "direction",
-    "source_type",
-    "caller_number",
-    "destination_number",
-    "extension_number",
-    "agent_extension",
-    "start_ts",
-    "answer_ts",
-    "end_ts",
-    "duration",
-    "billsec",
-    "queue_name",
-    "queue_wait_time",
-    "trunk_name",
-    "transfer_count",
-    "result",
-    "hangup_cause",
-    "sip_response_code",
-    "recording_available",
-    "created_ts",
-)
+# The API's fields in order, with the times as the epoch columns they are rendered from.
+_COLUMN_OF = {
+    "start_time": "start_ts",
+    "answer_time": "answer_ts",
+    "end_time": "end_ts",
+    "created_at": "created_ts",
+}
+_ORDER = tuple(_COLUMN_OF.get(field, field) for field in API_FIELDS)
 _PICK = itemgetter(*(_NAMES.index(name) for name in _ORDER))
 
 
