@@ -18,7 +18,8 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.queries.calls import API_COLUMNS, list_calls
+from pbx_cdr.db.queries.call_list import list_calls
+from pbx_cdr.db.queries.calls import API_COLUMNS
 from pbx_cdr.db.tables import calls
 from pbx_cdr.domain.call import api_item
 from pbx_cdr.domain.listing import AccountView, ListQuery, parse_list_query

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.queries import call_list, counts
 from pbx_cdr.db.queries import calls as call_queries
-from pbx_cdr.db.queries import counts
 from pbx_cdr.db.tables import call_hour_counts, calls
 from pbx_cdr.domain.call import Call
 from pbx_cdr.domain.listing import AccountView, ListQuery, parse_list_query
@@ -119,7 +119,7 @@ def reference(engine: Engine, account_id: int, q: ListQuery) -> tuple[list[str],
 
 def ours(engine: Engine, account_id: int, q: ListQuery, deep_offset: int) -> tuple[list[str], int]:
     with db.read(engine) as conn:
-        rows, total = call_queries.list_calls(conn, account_id, q, deep_offset=deep_offset)
+        rows, total = call_list.list_calls(conn, account_id, q, deep_offset=deep_offset)
     return [r.uuid for r in rows], total
 
 
@@ -166,7 +166,7 @@ def check(engine: Engine, account_id: int, tz: str, raw_queries: list[tuple[Any,
         expected = reference(engine, account_id, q)
         # deep_offset=0 locates every page from the counts; the default takes the plain OFFSET.
         assert ours(engine, account_id, q, deep_offset=0) == expected, params
-        assert ours(engine, account_id, q, deep_offset=call_queries.DEEP_OFFSET) == expected, params
+        assert ours(engine, account_id, q, deep_offset=call_list.DEEP_OFFSET) == expected, params
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

@@ -22,7 +22,7 @@ from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.migrate import upgrade
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.accounts import get_account
-from pbx_cdr.db.queries.calls import list_calls
+from pbx_cdr.db.queries.call_list import list_calls
 from pbx_cdr.db.tables import call_hour_counts, calls
 from pbx_cdr.domain.listing import AccountView, parse_list_query
 from tests.servers import PostgresServer

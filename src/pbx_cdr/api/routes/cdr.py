@@ -15,6 +15,7 @@ from pbx_cdr.api.responses import AUTHED, INVALID, NOT_FOUND, JSONBytes, _err
 from pbx_cdr.api.schemas import CallBatchIn, CallDetail, CallIn, CallPage, IngestResult
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.offload import run_db
+from pbx_cdr.db.queries import call_list
 from pbx_cdr.db.queries import calls as call_queries
 from pbx_cdr.db.writer import writer_for
 from pbx_cdr.domain.call import api_item
@@ -97,7 +98,7 @@ async def list_cdrs(request: Request, services: ServicesDep, principal: ReaderDe
 
     def read_page() -> tuple[list[Any], int]:
         with db.read(services.engine) as conn:
-            return call_queries.list_calls(conn, account.id, query)
+            return call_list.list_calls(conn, account.id, query)
 
     # SQLite: a few index reads, cheaper than the hop to a worker thread (and no crowd of threads
     # contending for pooled connections); PostgreSQL: a network round trip, kept off the loop.
