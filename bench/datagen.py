@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from pbx_cdr.db.tables import calls
 from pbx_cdr.demo.generator import HOTLINES, HOUR_WEIGHTS, LANDLINE_PREFIXES, MOBILE_PREFIXES, QUEUES, TRUNKS
 from pbx_cdr.domain.listing import local_day_start
 from pbx_cdr.domain.phone import search_key
@@ -47,35 +48,8 @@ SPAN_DAYS = 60
 ZIPF_EXPONENT = 1.07  # the biggest of 200 accounts holds ~20% of all calls
 # Most tenants are in Vietnam; a few show that half-hour offsets and DST stay exact.
 TIMEZONES = ("Asia/Ho_Chi_Minh", "Asia/Kolkata", "Europe/Berlin")
-COLUMNS = (
-    "id",
-    "account_id",
-    "uuid",
-    "direction",
-    "source_type",
-    "caller_number",
-    "destination_number",
-    "caller_key",
-    "destination_key",
-    "extension_number",
-    "agent_extension",
-    "start_ts",
-    "answer_ts",
-    "end_ts",
-    "duration",
-    "billsec",
-    "queue_name",
-    "queue_wait_time",
-    "trunk_name",
-    "transfer_count",
-    "result",
-    "hangup_cause",
-    "sip_response_code",
-    "recording_available",
-    "origin",
-    "created_ts",
-    "updated_ts",
-)
+# Every column of ``calls``, in the table's order (what the loader writes).
+COLUMNS = tuple(column.name for column in calls.c)
 
 
 @dataclass(frozen=True)
