@@ -13,26 +13,32 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_SPECIAL = np.zeros(256, dtype=bool)
-_SPECIAL[[0, 9, 10, 13, 92]] = True  # NUL, tab, newline, carriage return, backslash
+_ESCAPED = np.zeros(256, dtype=bool)
+_ESCAPED[[9, 10, 13, 92]] = True  # tab, newline, carriage return, backslash
 _NULL = np.frombuffer(b"\\N", dtype=np.uint8)
 
 
 class TextCells:
     """Every string of a vocabulary as a zero-padded byte row; code -1 (NULL) reads ``\\N``."""
 
-    def __init__(self, items: list[str]) -> None:
-        encoded = [s.encode("ascii") for s in items]
-        if _SPECIAL[np.frombuffer(b"".join(encoded), dtype=np.uint8)].any():
-            raise ValueError("a generated value would need COPY escaping")
-        width = max([2, *(len(b) for b in encoded)])
-        self.lens = np.array([*(len(b) for b in encoded), 2], dtype=np.int64)
-        padded = np.array([*encoded, b"\\N"], dtype=f"S{width}")
+    def __init__(self, items: np.ndarray) -> None:
+        """``items``: a vocabulary's strings as ASCII bytes (a numpy ``S`` array, code order)."""
+        width = max(2, items.dtype.itemsize)
+        padded = np.append(items.astype(f"S{width}"), np.array([b"\\N"], dtype=f"S{width}"))
         self.matrix = padded.view(np.uint8).reshape(len(padded), width)
+        if _has_special(self.matrix[:-1]):
+            raise ValueError("a generated value would need COPY escaping")
+        self.lens = (self.matrix != 0).sum(axis=1).astype(np.int64)
 
     def cells(self, codes: np.ndarray) -> np.ndarray:
         width = int(self.lens[codes].max(initial=1))
         return self.matrix[:, :width][codes]
+
+
+def _has_special(matrix: np.ndarray) -> bool:
+    """A tab, newline, carriage return or backslash, or a NUL byte before a string's end."""
+    embedded_nul = (matrix[:, :-1] == 0) & (matrix[:, 1:] != 0)
+    return bool(_ESCAPED[matrix].any() or embedded_nul.any())
 
 
 def _int_cells(values: np.ndarray, nulls: np.ndarray | None) -> np.ndarray:

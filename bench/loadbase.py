@@ -51,7 +51,7 @@ def plain_inserts(url: str, rows: int, now: int) -> float:
 def raw_copy(url: str, rows: int, now: int) -> float:
     """Calls per second of PostgreSQL's own ``COPY`` of the loader's bytes, prepared beforehand."""
     gen, chunk = sample(rows, now)
-    text = TextCells(gen.vocab.items)
+    text = TextCells(gen.vocab.encoded())
     payload = encode([chunk[c] for c in COLUMNS], [text if c in TEXT_COLUMNS else None for c in COLUMNS])
     with psycopg.connect(_libpq_url(url), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS calls_raw_copy")

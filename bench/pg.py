@@ -21,9 +21,14 @@ BENCH_SETTINGS = {
     "autovacuum": "on",
     "jit": "off",
     # The bulk loader truncates and copies in one transaction: with minimal WAL, neither the rows
-    # nor the index builds are WAL-logged. Reads are unaffected.
+    # nor the index builds are WAL-logged (their files are synced at commit instead). Reads are
+    # unaffected.
     "wal_level": "minimal",
     "max_wal_senders": "0",
+    # Durable, unlike the test suite's throwaway server: ingest figures include the commit's fsync.
+    "fsync": "on",
+    "full_page_writes": "on",
+    "synchronous_commit": "on",
 }
 
 

@@ -12,7 +12,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,31 +142,44 @@ def run_http(
     ingest.make_durable(url)
     bodies = ingest.batch_bodies(json_calls(20_000 if args.quick else 100_000, int(time.time()), seed=11))
     with http.serve(url, work / f"data-{name}") as server, http.RssSampler(server.proc.pid) as rss:
-        health = http.wrk(server.base_url + "/healthz", seconds)
+
+        def cpu_ms(run: Callable[[], http.WrkResult]) -> tuple[http.WrkResult, float]:
+            """The run, and the server's CPU time per request during it (steadier on a shared machine)."""
+            before = ingest.server_cpu_seconds(server.proc.pid)
+            res = run()
+            spent = ingest.server_cpu_seconds(server.proc.pid) - before
+            return res, 1000 * spent / max(1.0, res.requests_per_s * seconds)
+
+        health, health_cpu = cpu_ms(lambda: http.wrk(server.base_url + "/healthz", seconds))
         report.add(
             name,
             "HTTP /healthz",
             f"{health.requests_per_s:,.0f} req/s",
             "(the baseline)",
-            f"p99 {health.p99_ms:.1f} ms",
+            f"p99 {health.p99_ms:.1f} ms, server CPU {health_cpu:.3f} ms/req",
         )
         for label, token in (("small", read_small), ("biggest", read_big)):
-            res = http.wrk(server.base_url + "/api/pbx/cdr", seconds, {"Authorization": f"Bearer {token}"})
+            headers = {"Authorization": f"Bearer {token}"}
+
+            def listing(h: dict[str, str] = headers) -> http.WrkResult:
+                return http.wrk(server.base_url + "/api/pbx/cdr", seconds, h)
+
+            res, res_cpu = cpu_ms(listing)
             share = 100 * res.requests_per_s / health.requests_per_s
             report.add(
                 name,
                 f"HTTP list, {label} account",
                 f"{res.requests_per_s:,.0f} req/s",
                 f"{share:.0f}% of /healthz",
-                f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}",
+                f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}, server CPU {res_cpu:.3f} ms/req",
             )
-        single = ingest.single_posts(server, writer, seconds)
+        single, single_cpu = cpu_ms(lambda: ingest.single_posts(server, writer, seconds))
         report.add(
             name,
             "ingest, single-call POSTs",
             f"{single.requests_per_s:,.0f} calls/s",
             "target 3,000",
-            f"p99 {single.p99_ms:.1f} ms, non-2xx {single.non_2xx}",
+            f"p99 {single.p99_ms:.1f} ms, non-2xx {single.non_2xx}, server CPU {single_cpu:.3f} ms/req",
         )
         rate, created = ingest.batch_posts(server, writer, bodies)
         report.add(

@@ -42,6 +42,9 @@ def create_app(
         title="pbx-cdr",
         version=__version__,
         description="Call detail records and recordings of a FreeSWITCH call centre.",
+        # Metrics (/metrics) and structured logs are our own (pbx_cdr.observability); FastAPI's
+        # OpenTelemetry hooks looked up their configuration on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = Services(
         settings=settings,

@@ -6,6 +6,7 @@ the writer's lock, so the thread finds them all waiting at once.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections import Counter
@@ -265,3 +266,62 @@ def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None
     assert hour_counts(engines[1], account.id) == fresh_counts(engines[1], account.id)
     for e in engines:
         e.dispose()
+
+
+def test_async_waiters_of_one_group_are_woken_with_one_call_into_their_loop(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant
+) -> None:
+    wakes: list[Any] = []
+
+    async def main() -> list[list[str]]:
+        loop = asyncio.get_running_loop()
+        through = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            wakes.append(callback)
+            return through(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        with held(writer):
+            tasks = [
+                asyncio.ensure_future(
+                    writer.upsert(tenant.id, "VN", parsed(cdr(uid(n))), origin="api", now=NOW)
+                )
+                for n in range(10)
+            ]
+            await asyncio.sleep(0)  # every task submits its job; the thread cannot take them yet
+        return list(await asyncio.gather(*tasks))
+
+    assert asyncio.run(main()) == [["created"]] * 10
+    assert writer.groups == 1
+    assert len(wakes) == 1  # one wake-up of the event loop for the whole group
+    assert row_count(engine, tenant.id) == 10
+
+
+def test_a_request_cancelled_while_waiting_is_not_written(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant
+) -> None:
+    async def main() -> list[str]:
+        with held(writer):
+            gone = asyncio.ensure_future(
+                writer.upsert(tenant.id, "VN", parsed(cdr(uid(1))), origin="api", now=NOW)
+            )
+            kept = asyncio.ensure_future(
+                writer.upsert(tenant.id, "VN", parsed(cdr(uid(2))), origin="api", now=NOW)
+            )
+            await asyncio.sleep(0)  # both queued
+            gone.cancel()  # the client went away before the writer took its job
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+        return await kept
+
+    assert asyncio.run(main()) == ["created"]
+    assert row_count(engine, tenant.id) == 1
+
+
+def test_a_failure_reaches_the_async_waiter(writer: GroupCommitWriter) -> None:
+    async def main() -> list[str]:
+        return await writer.upsert(987654, "VN", parsed(cdr(uid(1))), origin="api", now=NOW)
+
+    with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
+        asyncio.run(main())

@@ -4,6 +4,7 @@ benchmark's totals must equal the naive query's."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +25,9 @@ from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.accounts import get_account
 from pbx_cdr.db.queries.call_list import list_calls
 from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.demo.generator import LANDLINE_PREFIXES, MOBILE_PREFIXES
 from pbx_cdr.domain.listing import AccountView, parse_list_query
+from pbx_cdr.domain.phone import search_key
 from tests.servers import PostgresServer
 
 CALLS = 4000
@@ -91,12 +94,28 @@ def test_generated_keys_are_the_services() -> None:
     assert {"inbound", "outbound", "internal", "local"} >= set(chunk["direction"])
 
 
+def test_customer_numbers_are_vietnamese() -> None:
+    """The pool built as byte matrices: mobiles and landlines, national or E.164, keys reversed."""
+    gen = Generator(60_000, int(time.time()), accounts=20)
+    numbers = [b.decode() for b in gen.vocab.encoded()[gen.customers].tolist()]
+    keys = [b.decode() for b in gen.vocab.encoded()[gen.customer_keys].tolist()]
+    mobile = re.compile(r"(?:0|\+84)(?:" + "|".join(MOBILE_PREFIXES) + r")\d{7}")
+    two = "|".join(p for p in LANDLINE_PREFIXES if len(p) == 2)
+    three = "|".join(p for p in LANDLINE_PREFIXES if len(p) == 3)
+    landline = re.compile(rf"(?:0|\+84)(?:(?:{two})\d{{7}}|(?:{three})\d{{6,7}})")
+    for number, key in zip(numbers, keys, strict=True):
+        assert mobile.fullmatch(number) or landline.fullmatch(number), number
+        assert key == search_key(number, "VN") == number.removeprefix("+84").removeprefix("0")[::-1]
+    assert any(n.startswith("+84") for n in numbers) and any(n.startswith("0") for n in numbers)
+    assert any(landline.fullmatch(n) for n in numbers) and any(len(k) == 10 for k in keys)
+
+
 def test_copy_text_is_what_postgresql_reads() -> None:
     """The numpy COPY encoder writes exactly the cells of the rows (NULL as \\N, booleans as t/f)."""
     gen = Generator(3000, int(time.time()), accounts=20)
     raw = next(iter(gen.chunks()))
     rows = gen.rows(raw)
-    text = TextCells(gen.vocab.items)
+    text = TextCells(gen.vocab.encoded())
     encoded = encode([raw[c] for c in COLUMNS], [text if c in TEXT_COLUMNS else None for c in COLUMNS])
     lines = encoded.decode().split("\n")
     assert lines.pop() == ""

@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -21,6 +21,8 @@ from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.errors import Forbidden, Unauthenticated
 from pbx_cdr.storage.base import Storage
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -126,15 +128,44 @@ async def authenticate_async(services: Services, token: str | None, scope: str) 
     return admit(services, row, account, scope)
 
 
+def _remember(request: Request, principal: Principal) -> None:
+    """For the logs and the rate-limit headers the middleware adds to every answer."""
+    request.state.principal = principal
+    request.state.rate_limit_headers = principal.rate.headers()
+
+
 def require_scope(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Principal]]:
-    async def dependency(request: Request, services: ServicesDep) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        # The services straight from the app, not as a sub-dependency: one less for FastAPI to solve.
+        services: Services = request.app.state.services
         token = bearer_or_basic(request, allow_basic=allow_basic)
         principal = await authenticate_async(services, token, scope)
-        request.state.principal = principal
-        request.state.rate_limit_headers = principal.rate.headers()
+        _remember(request, principal)
         return principal
 
     return dependency
+
+
+async def authenticated(request: Request, scope: str, reads: Callable[[Principal], T]) -> T:
+    """``reads(principal)`` for an authenticated caller with ``scope``: a route's database reads.
+
+    What :data:`ReaderDep` and a worker thread of the route's own would do, with one thread hop on
+    PostgreSQL instead of two (the lookup and the reads share it: each hop cost about 0.5 ms of CPU
+    per request). On SQLite both run on the event loop, as :func:`authenticate_async` says.
+    """
+    services: Services = request.app.state.services
+    token = bearer_or_basic(request, allow_basic=False)
+    if db.is_sqlite(services.engine):
+        principal = await authenticate_async(services, token, scope)
+        _remember(request, principal)
+        return reads(principal)
+
+    def both() -> T:
+        principal = authenticate(services, token, scope)
+        _remember(request, principal)
+        return reads(principal)
+
+    return await run_db(services.engine, both)
 
 
 ReaderDep = Annotated[Principal, Depends(require_scope("cdr:read"))]

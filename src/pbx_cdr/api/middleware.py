@@ -114,7 +114,8 @@ class LimitsMiddleware:
             if body_done:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                async with asyncio.timeout(timeout):  # a timer, not a task per chunk (wait_for)
+                    message = await receive()
             except TimeoutError:
                 raise RequestTimeout(
                     f"The request body stalled for more than {timeout:g} seconds.",

@@ -33,6 +33,12 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 # among digits and break the suffix ranges.
 SearchKey = String(32).with_variant(String(32, collation="C"), "postgresql")
 
+
+def bytewise(length: int) -> String:
+    """Text only ever compared for equality: bytewise ("C") on PostgreSQL (migration 0004)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 accounts = Table(
     "accounts",
     metadata,
@@ -65,15 +71,15 @@ calls = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
-    Column("uuid", String(36), nullable=False),
+    Column("uuid", bytewise(36), nullable=False),
     Column("direction", String(8), nullable=False),
     Column("source_type", String(24), nullable=False),
     Column("caller_number", String(64), nullable=False),
     Column("destination_number", String(64), nullable=False),
     Column("caller_key", SearchKey, nullable=False),
     Column("destination_key", SearchKey, nullable=False),
-    Column("extension_number", String(32)),
-    Column("agent_extension", String(32)),
+    Column("extension_number", bytewise(32)),
+    Column("agent_extension", bytewise(32)),
     Column("start_ts", BigInteger, nullable=False),
     Column("answer_ts", BigInteger),
     Column("end_ts", BigInteger, nullable=False),
@@ -90,10 +96,11 @@ calls = Table(
     Column("origin", String(16), nullable=False),  # 'api' or 'freeswitch': who wrote the row
     Column("created_ts", BigInteger, nullable=False),
     Column("updated_ts", BigInteger, nullable=False),
-    UniqueConstraint("account_id", "uuid", name="uq_calls_account_uuid"),
+    # A unique index, not a constraint, so a bulk load can drop it on SQLite too (migration 0004).
+    Index("uq_calls_account_uuid", "account_id", "uuid", unique=True),
     Index("ix_calls_window", "account_id", "start_ts", "id"),
     Index("ix_calls_direction", "account_id", "direction", "start_ts", "id"),
-    Index("ix_calls_extension", "account_id", "extension_number", "start_ts"),
+    Index("ix_calls_extension", "account_id", "extension_number", "start_ts", "id"),
     # Only the calls whose agent is not also their extension (migration 0003 says why).
     Index(
         "ix_calls_agent_only",
@@ -127,7 +134,7 @@ recordings = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     # By uuid, not by call id: a recording may arrive before its call.
-    Column("call_uuid", String(36), nullable=False),
+    Column("call_uuid", bytewise(36), nullable=False),
     Column("storage_key", String(200), nullable=False),
     Column("file_size", BigInteger, nullable=False),
     Column("duration", Integer, nullable=False),

@@ -32,7 +32,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
@@ -51,7 +51,11 @@ IDLE_SECONDS = 30.0
 
 @dataclass(eq=False)
 class WriteJob:
-    """One request's calls, and the future its per-call statuses arrive in."""
+    """One request's calls, and the future its per-call statuses arrive in.
+
+    ``waiter``, when set, is the asyncio future of the request awaiting it: the writer resolves the
+    waiters of a whole group with one wake-up of their event loop (not one per request).
+    """
 
     account_id: int
     country: str
@@ -59,6 +63,7 @@ class WriteJob:
     origin: str
     now: int
     future: Future[list[str]] = field(default_factory=Future)
+    waiter: asyncio.Future[list[str]] | None = None
 
 
 class _TurnLock:
@@ -122,8 +127,14 @@ class GroupCommitWriter:
         self, account_id: int, country: str, calls: Sequence[Call], *, origin: str, now: int
     ) -> list[str]:
         """:func:`upsert_calls` for one request, committed together with whatever else is waiting."""
-        job = WriteJob(account_id, country, calls, origin, now)
-        return await asyncio.wrap_future(self.submit(job))
+        waiter: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        job = WriteJob(account_id, country, calls, origin, now, waiter=waiter)
+        self.submit(job)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            job.future.cancel()  # not yet taken: never written; already taken: committed anyway
+            raise
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop the thread."""
@@ -163,8 +174,7 @@ class GroupCommitWriter:
     def _engine_or_fail(self, group: list[WriteJob]) -> Engine | None:
         engine = self._engine()
         if engine is None:  # nobody can be waiting on a disposed app's engine, but be exact
-            for job in group:
-                job.future.set_exception(ServiceUnavailable())
+            _settle([(job, None, ServiceUnavailable()) for job in group])
         return engine
 
     def _commit(self, group: list[WriteJob]) -> None:
@@ -175,31 +185,59 @@ class GroupCommitWriter:
             with self._turn.held(), db.write(engine) as conn:
                 results = apply_jobs(conn, group)
         except ServiceUnavailable as exc:
-            for job in group:
-                job.future.set_exception(exc)
+            _settle([(job, None, exc) for job in group])
             return
         except BaseException as exc:
             if len(group) == 1:
-                group[0].future.set_exception(exc)
+                _settle([(group[0], None, exc)])
                 return
-            for job in group:  # the shared transaction is gone: each request on its own
-                self._commit_alone(engine, job)
+            # The shared transaction is gone: each request on its own.
+            _settle([self._commit_alone(engine, job) for job in group])
             return
         self.groups += 1
         self.jobs += len(group)
-        for job, statuses in zip(group, results, strict=True):
-            job.future.set_result(statuses)
+        _settle([(job, statuses, None) for job, statuses in zip(group, results, strict=True)])
 
-    def _commit_alone(self, engine: Engine, job: WriteJob) -> None:
+    def _commit_alone(self, engine: Engine, job: WriteJob) -> _Outcome:
         try:
             with self._turn.held(), db.write(engine) as conn:
                 statuses = apply_jobs(conn, [job])[0]
         except BaseException as exc:
-            job.future.set_exception(exc)
-            return
+            return (job, None, exc)
         self.groups += 1
         self.jobs += 1
-        job.future.set_result(statuses)
+        return (job, statuses, None)
+
+
+_Outcome = tuple[WriteJob, list[str] | None, BaseException | None]
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Complete each job's future, then wake each event loop with waiters once for all of them."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        job, statuses, error = outcome
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(statuses or [])
+        if job.waiter is not None:
+            by_loop.setdefault(job.waiter.get_loop(), []).append(outcome)
+    for loop, waiting in by_loop.items():
+        with suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_wake, waiting)
+
+
+def _wake(outcomes: list[_Outcome]) -> None:
+    """In the waiters' event loop: hand each request its statuses or its error."""
+    for job, statuses, error in outcomes:
+        waiter = job.waiter
+        if waiter is None or waiter.done():  # cancelled meanwhile (the client went away)
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(statuses or [])
 
 
 def apply_jobs(conn: Connection, jobs: Sequence[WriteJob]) -> list[list[str]]:

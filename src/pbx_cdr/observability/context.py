@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from contextvars import ContextVar
@@ -13,8 +14,15 @@ _ACCEPTABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 request_id: ContextVar[str | None] = ContextVar("pbx_cdr_request_id", default=None)
 
 
+# A random prefix per process and a counter: unique across processes and restarts, like a uuid4,
+# without a getrandom() system call per request (7% of a list request's samples on PostgreSQL).
+_PREFIX = uuid.uuid4().hex[:16]
+_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits: this process's random prefix, then a per-process sequence number."""
+    return f"{_PREFIX}{next(_counter):016x}"
 
 
 def accept_request_id(incoming: str | None) -> str:

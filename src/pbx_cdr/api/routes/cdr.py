@@ -8,18 +8,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from pbx_cdr.api.body import parse_json, read_capped
-from pbx_cdr.api.deps import Principal, ReaderDep, Services, ServicesDep, WriterDep
+from pbx_cdr.api.deps import Principal, ReaderDep, Services, ServicesDep, WriterDep, authenticated
 from pbx_cdr.api.list_items import list_items
 from pbx_cdr.api.recording_links import client_address, recording_object
 from pbx_cdr.api.responses import AUTHED, INVALID, NOT_FOUND, JSONBytes, _err
 from pbx_cdr.api.schemas import CallBatchIn, CallDetail, CallIn, CallPage, IngestResult
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.offload import run_db
 from pbx_cdr.db.queries import call_list
 from pbx_cdr.db.queries import calls as call_queries
 from pbx_cdr.db.writer import writer_for
 from pbx_cdr.domain.call import api_item
-from pbx_cdr.domain.listing import AccountView, last_page, parse_list_query
+from pbx_cdr.domain.listing import AccountView, ListQuery, last_page, parse_list_query
 from pbx_cdr.errors import NotFound
 from pbx_cdr.ingest.json_cdr import MAX_BATCH, parse_payload
 from pbx_cdr.observability import metrics
@@ -85,27 +84,24 @@ LIST_PARAMETER_DOCS = {
         ]
     },
 )
-async def list_cdrs(request: Request, services: ServicesDep, principal: ReaderDep) -> JSONBytes:
+async def list_cdrs(request: Request, services: ServicesDep) -> JSONBytes:
     """Calls in the account's window, newest first, with an exact ``total``."""
     # Laravel reads the last of repeated parameters and treats empty ones as absent.
     params = {k: v for k in LIST_PARAMS if (v := request.query_params.get(k)) not in (None, "")}
-    account = principal.account
-    query = parse_list_query(
-        params,
-        AccountView(account.timezone, account.country, account.max_window_days),
-        services.clock.now(),
-    )
 
-    def read_page() -> tuple[list[Any], int]:
-        with db.read(services.engine) as conn:
-            return call_list.list_calls(conn, account.id, query)
+    def read_page(principal: Principal) -> tuple[ListQuery, list[Any], int]:
+        account = principal.account
+        query = parse_list_query(
+            params,
+            AccountView(account.timezone, account.country, account.max_window_days),
+            services.clock.now(),
+        )
+        with call_list.reader(services.engine) as conn:
+            return query, *call_list.list_calls(conn, account.id, query)
 
-    # SQLite: a few index reads, cheaper than the hop to a worker thread (and no crowd of threads
-    # contending for pooled connections); PostgreSQL: a network round trip, kept off the loop.
-    if db.is_sqlite(services.engine):
-        rows, total = read_page()
-    else:
-        rows, total = await run_db(services.engine, read_page)
+    # SQLite: a few index reads, cheaper than a hop to a worker thread; PostgreSQL: the token
+    # lookup and the list in one worker thread, each a single round trip.
+    query, rows, total = await authenticated(request, "cdr:read", read_page)
     data = list_items(rows)
     first = query.offset + 1 if data else None
     return JSONBytes(

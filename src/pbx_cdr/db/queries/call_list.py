@@ -1,26 +1,41 @@
 """The list of calls: one page, newest first, and the exact total of the filtered window.
 
+Each list is **one statement** that returns the page's rows, each with the window's total as its last
+column (one row of NULLs and the total when the page is empty). One statement is one snapshot on
+every database, so the total and the page always agree, with no transaction to open: on PostgreSQL a
+list is a single round trip.
+
 Totals of the unfiltered and direction-only window come from the hour counts (``counts.py``); deep
-pages are located from them; extension and phone filters run as index-only plans over their
-candidate ids. ``tests/api/test_list_consistency.py`` holds every shortcut equal to the naive query.
+pages start at the hour the counts locate; extension and phone filters run as index-only plans over
+their candidate ids. ``tests/api/test_list_consistency.py`` holds every shortcut equal to the naive query.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
+    Engine,
     Integer,
+    Select,
     and_,
     bindparam,
+    case,
     func,
+    literal,
     select,
     text,
+    true,
     union,
     union_all,
 )
 
+from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.calls import API_COLUMNS
 from pbx_cdr.db.tables import AGENT_ONLY, calls
@@ -29,114 +44,186 @@ from pbx_cdr.domain.phone import key_prefix_range
 
 # Below this offset a plain OFFSET is as cheap as locating the hour from the counts.
 DEEP_OFFSET = 1000
+HOUR = counts.HOUR
 _ORDER = (calls.c.start_ts.desc(), calls.c.id.desc())
-# The unfiltered page, without and with a direction: built once (building it cost more than SQLite
-# took to run it), bound per request.
-_WINDOW = (
-    calls.c.account_id == bindparam("account_id"),
-    calls.c.start_ts >= bindparam("low"),
-    calls.c.start_ts < bindparam("high"),
-)
+_LIMIT = bindparam("limit", type_=Integer)
+_OFFSET = bindparam("offset", type_=Integer)
 
 
-def _window_page(*where: Any) -> Any:
-    """The page's ids from the covering window index (an OFFSET skips index entries, not table rows:
-    up to an hour's calls, which at 10M calls cost SQLite 4 ms of row reads), then their rows."""
-    ids = (
-        select(calls.c.id)
-        .where(*where)
-        .order_by(*_ORDER)
-        .limit(bindparam("limit", type_=Integer))
-        .offset(bindparam("offset", type_=Integer))
-        .subquery()
-    )
-    return select(*API_COLUMNS).join_from(ids, calls, calls.c.id == ids.c.id).order_by(*_ORDER)
+@dataclass(frozen=True)
+class _Statements:
+    """One list, two ways: ``combined`` (PostgreSQL), or ``total`` then ``page`` (SQLite)."""
+
+    combined: Select[Any]
+    total: Select[Any]
+    page: Select[Any]
 
 
-_WINDOW_PAGE = (_window_page(*_WINDOW), _window_page(*_WINDOW, calls.c.direction == bindparam("direction")))
+def _compose(total: Any, ids: Select[Any], offset: Any, skip: Any = None) -> _Statements:
+    """The list from its total (a scalar) and its page's ids (a select of ``id``, limited).
 
+    ``combined`` is one statement, hence one snapshot and one round trip: the page's rows in order,
+    each with the total as its last column, or one row of NULLs and the total when the page is
+    empty; a page that starts past the total is never read (the ids' scan carries ``total >
+    offset``, which the database checks once, before the scan). SQLite, with no round trips to
+    save, runs the plainer ``total`` and ``page`` in one read transaction instead: the same plans,
+    without the guard's extra evaluation of the total.
 
-def _snapshot(conn: Connection) -> None:
-    """On PostgreSQL, one snapshot for the total and the page (READ COMMITTED takes one per statement).
-
-    Only when the transaction has run nothing yet: afterwards the isolation level can no longer change,
-    and the caller's own choice stands.
+    ``skip``, when given, is the ids' OFFSET (a located deep page's), evaluated only when the page
+    is within the total.
     """
-    if conn.dialect.name != "postgresql":
-        return
-    raw = conn.connection.dbapi_connection
-    info = getattr(raw, "info", None)
-    # psycopg prepares a statement after its fifth run, and PostgreSQL then may switch to a generic
-    # plan made without the LIMIT and the filter values: for the extension page that plan walked the
-    # window in time order (10 ms instead of 0.5 ms at 1M calls). Custom plans only, for this list.
-    custom = "SET LOCAL plan_cache_mode = force_custom_plan"
-    if info is not None and info.transaction_status == 0:  # psycopg's IDLE: nothing sent yet
-        conn.exec_driver_sql(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; {custom}")
+    t = select(total.label("total")).cte("t")
+    within_total = select(t.c.total).scalar_subquery() > offset
+    guarded = ids if skip is None else ids.offset(case((within_total, skip), else_=0))
+    within = guarded.where(within_total).subquery("ids")
+    p = select(*API_COLUMNS).join_from(within, calls, calls.c.id == within.c.id).subquery("p")
+    combined = (
+        select(*p.c, t.c.total)
+        .select_from(t.outerjoin(p, true()))
+        .order_by(p.c.start_ts.desc(), p.c.id.desc())
+    )
+    plain = (ids if skip is None else ids.offset(skip)).subquery("ids")
+    page = select(*API_COLUMNS).join_from(plain, calls, calls.c.id == plain.c.id).order_by(*_ORDER)
+    return _Statements(combined, select(total.label("total")), page)
+
+
+def _run(
+    conn: Connection, statements: _Statements, offset: int, params: dict[str, Any]
+) -> tuple[list[Any], int]:
+    if conn.dialect.name == "sqlite":
+        total = int(conn.execute(statements.total, params).scalar_one())
+        if offset >= total:
+            return [], total
+        return list(conn.execute(statements.page, params).all()), total
+    rows = conn.execute(statements.combined, params).all()
+    return ([] if rows[0].id is None else list(rows)), int(rows[0].total)
+
+
+@lru_cache(maxsize=32)
+def _window_statement(direction: bool, top: bool, bottom: bool, whole: bool, deep: bool) -> _Statements:
+    """The unfiltered (or direction-only) list, built once per shape and bound per request.
+
+    ``top``/``bottom``: the window ends/starts inside an hour (half-hour zones); ``whole``: it holds
+    at least one whole hour; ``deep``: the page is located from the counts. Parameters: ``account_id``,
+    ``low``/``high`` (the window), ``first_hour``/``end_hour`` (its whole hours) and
+    ``bottom_high``/``top_low`` (where they start and end, in seconds), ``direction``, ``limit``, ``offset``.
+    """
+    dir_: Any = bindparam("direction") if direction else None
+    high = bindparam("high", type_=BigInteger)
+    low = bindparam("low", type_=BigInteger)
+    top_low = bindparam("top_low", type_=BigInteger)  # end_hour * HOUR
+    bottom_high = bindparam("bottom_high", type_=BigInteger)  # first_hour * HOUR
+    parts = []
+    if whole:
+        parts.append(counts.hours_sum(bindparam("first_hour"), bindparam("end_hour"), dir_))
+        if top:
+            parts.append(counts.rows_count(top_low, high, dir_))
+        if bottom:
+            parts.append(counts.rows_count(low, bottom_high, dir_))
     else:
-        conn.exec_driver_sql(custom)
+        parts.append(counts.rows_count(low, high, dir_))
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+
+    where = [calls.c.account_id == bindparam("account_id"), calls.c.start_ts >= low]
+    if direction:
+        where.append(calls.c.direction == dir_)
+    skip: Any = None
+    if deep and whole:
+        loc = counts.locate_segment(top_low, high, bottom_high, dir_, _OFFSET, top=top)
+        where.append(calls.c.start_ts < select(loc.c.high).scalar_subquery())
+        skip = select(loc.c.skip).scalar_subquery()
+    else:
+        where.append(calls.c.start_ts < high)
+    # The page's ids from the covering window index (an OFFSET skips index entries, not table
+    # rows: at 10M calls, reading each skipped row cost SQLite 4 ms), then their rows.
+    ids = select(calls.c.id).where(*where).order_by(*_ORDER).limit(_LIMIT).offset(_OFFSET)
+    return _compose(total, ids, _OFFSET, skip)
 
 
-def _branches(account_id: int, q: ListQuery, low: int, high: int) -> tuple[list[Any], bool]:
-    """The filter as conditions each served by one index, and whether they are pairwise disjoint.
+def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
+    """The filter as conditions each served by one index (bound: ``account_id``, ``low``, ``high``,
+    ``direction``, ``extension``, ``low_key``, ``high_key``).
 
     ``extension`` is the extension column, or the agent column where it differs from the extension
     (the partial index ``ix_calls_agent_only``): disjoint halves. A phone suffix is a prefix range on
     either search key; a call can match both.
     """
-    window = [calls.c.account_id == account_id, calls.c.start_ts >= low, calls.c.start_ts < high]
-    if q.direction:
-        window.append(calls.c.direction == q.direction)
+    window = [
+        calls.c.account_id == bindparam("account_id"),
+        calls.c.start_ts >= bindparam("low", type_=BigInteger),
+        calls.c.start_ts < bindparam("high", type_=BigInteger),
+    ]
+    if direction:
+        window.append(calls.c.direction == bindparam("direction"))
     ext_parts: list[list[Any]] = [[]]
-    if q.extension is not None:
+    if extension:
+        ext: Any = bindparam("extension")
         ext_parts = [
-            [calls.c.extension_number == q.extension],
-            [calls.c.agent_extension == q.extension, text(AGENT_ONLY)],
+            [calls.c.extension_number == ext],
+            [calls.c.agent_extension == ext, text(AGENT_ONLY)],
         ]
     phone_parts: list[list[Any]] = [[]]
-    if q.phone_suffix is not None:
-        low_key, high_key = key_prefix_range(q.phone_suffix)
+    if phone:
+        low_key: Any = bindparam("low_key")
+        high_key: Any = bindparam("high_key")
         phone_parts = [
             [calls.c.caller_key >= low_key, calls.c.caller_key < high_key],
             [calls.c.destination_key >= low_key, calls.c.destination_key < high_key],
         ]
-    branches = [and_(*window, *e, *p) for e in ext_parts for p in phone_parts]
-    return branches, q.phone_suffix is None
+    return [and_(*window, *e, *p) for e in ext_parts for p in phone_parts]
 
 
-def _count(conn: Connection, branches: list[Any], disjoint: bool) -> int:
-    if disjoint:  # a sum of index counts; no set of ids is ever built
-        return sum(
-            int(conn.execute(select(func.count()).select_from(calls).where(b)).scalar_one()) for b in branches
-        )
-    ids = union(*(select(calls.c.id).where(b) for b in branches)).subquery()
-    return int(conn.execute(select(func.count()).select_from(ids)).scalar_one())
+@lru_cache(maxsize=16)
+def _filtered_statement(direction: bool, extension: bool, phone: bool) -> _Statements:
+    """The list with ``extension`` and/or ``phone``: index counts and merged index scans.
 
-
-def _filtered_page(conn: Connection, branches: list[Any], disjoint: bool, q: ListQuery) -> list[Any]:
-    """The page's ids from the branches' index scans, then their rows.
-
-    Disjoint extension halves are each read in index order, only their newest ``offset + per_page``
-    ids, and merged. Phone branches are key ranges, in no time order: their (few) ids are gathered
-    whole, so no planner is tempted to walk the whole window in time order instead.
+    Built once per shape (building it cost several times what SQLite took to run it), bound per
+    request; ``reach`` is ``offset + per_page``. Disjoint extension halves: the total is a sum of
+    index-only counts (no set of ids is ever built) and each half is read in index order, only its
+    newest ``reach`` ids, then merged. Phone branches are key ranges, in no time order: their (few)
+    ids are gathered once, counted and sorted, so no planner is tempted to walk the whole window in
+    time order instead.
     """
-    if disjoint:
-        reach = q.offset + q.per_page
+    branches = _branches(direction, extension, phone)
+    if not phone:
+        total: Any = literal(0)
+        for b in branches:
+            total = total + select(func.count()).select_from(calls).where(b).scalar_subquery()
+        reach = bindparam("reach", type_=Integer)
+        # Each half read in its index's own order: (account, extension or agent, start_ts, id).
         arms = [
             select(calls.c.id, calls.c.start_ts).where(b).order_by(*_ORDER).limit(reach).subquery().select()
             for b in branches
         ]
-        merged = union_all(*arms).subquery()
+        found: Any = union_all(*arms).subquery()
     else:
-        merged = union(*(select(calls.c.id, calls.c.start_ts).where(b) for b in branches)).subquery()
-    top = (
-        select(merged.c.id)
-        .order_by(merged.c.start_ts.desc(), merged.c.id.desc())
-        .limit(q.per_page)
-        .offset(q.offset)
-        .subquery()
+        found = union(*(select(calls.c.id, calls.c.start_ts).where(b) for b in branches)).cte("found")
+        total = select(func.count()).select_from(found).scalar_subquery()
+    ids = (
+        select(found.c.id).order_by(found.c.start_ts.desc(), found.c.id.desc()).limit(_LIMIT).offset(_OFFSET)
     )
-    page = select(*API_COLUMNS).join_from(top, calls, calls.c.id == top.c.id).order_by(*_ORDER)
-    return list(conn.execute(page).all())
+    return _compose(total, ids, _OFFSET)
+
+
+def _located_page(
+    conn: Connection, q: ListQuery, statement: _Statements, params: dict[str, Any]
+) -> tuple[list[Any], int]:
+    """A deep page on SQLite: the total, the hour located in Python, then the page inside it."""
+    total = int(conn.execute(statement.total, params).scalar_one())
+    if q.offset >= total:
+        return [], total
+    high, skip = counts.locate(conn, params["account_id"], q.start_ts, q.end_ts, q.direction, q.offset)
+    shallow = _window_statement(bool(q.direction), False, False, True, False)
+    rows = conn.execute(shallow.page, {**params, "high": high, "offset": skip}).all()
+    return list(rows), total
+
+
+def reader(engine: Engine) -> AbstractContextManager[Connection]:
+    """The read :func:`list_calls` needs: a bare statement on PostgreSQL (one statement, one
+    snapshot); a read transaction on SQLite, whose list is a total and a page (and a located hour)."""
+    return db.read(engine) if db.is_sqlite(engine) else db.read_one(engine)
 
 
 def list_calls(
@@ -144,30 +231,49 @@ def list_calls(
 ) -> tuple[list[Any], int]:
     """One page, newest first (ties by id), and the exact total of the whole filtered window.
 
-    Without ``extension`` or ``phone`` the total comes from the hour counts, and a deep page starts
-    at the hour the counts locate, so no query ever skips more than an hour's calls. With them, the
-    total counts index entries and a page merges ordered index scans.
+    Rows start with :data:`API_COLUMNS` (on PostgreSQL the total follows them). Without
+    ``extension`` or ``phone`` the total comes from the hour counts, and a page from ``deep_offset``
+    on starts at the hour the counts locate, so no query ever skips more than an hour's calls.
     """
-    _snapshot(conn)
     if q.extension is None and q.phone_suffix is None:
-        total = counts.window_total(conn, account_id, q.start_ts, q.end_ts, q.direction)
-        if q.offset >= total:
-            return [], total
-        high, skip = q.end_ts, q.offset
-        if q.offset >= deep_offset:
-            high, skip = counts.locate(conn, account_id, q.start_ts, q.end_ts, q.direction, q.offset)
+        first_hour = -(-q.start_ts // HOUR)  # the first hour that starts inside the window
+        end_hour = q.end_ts // HOUR  # the first hour that is not whole inside the window
+        whole = first_hour < end_hour
+        deep = q.offset >= deep_offset
+        statement = _window_statement(
+            bool(q.direction),
+            whole and end_hour * HOUR < q.end_ts,
+            whole and q.start_ts < first_hour * HOUR,
+            whole,
+            deep,
+        )
         params = {
             "account_id": account_id,
             "low": q.start_ts,
-            "high": high,
+            "high": q.end_ts,
+            "first_hour": first_hour,
+            "end_hour": end_hour,
+            "bottom_high": first_hour * HOUR,
+            "top_low": end_hour * HOUR,
             "direction": q.direction,
             "limit": q.per_page,
-            "offset": skip,
+            "offset": q.offset,
         }
-        return list(conn.execute(_WINDOW_PAGE[bool(q.direction)], params).all()), total
-
-    branches, disjoint = _branches(account_id, q, q.start_ts, q.end_ts)
-    total = _count(conn, branches, disjoint)
-    if q.offset >= total:
-        return [], total
-    return _filtered_page(conn, branches, disjoint, q), total
+        if deep and whole and conn.dialect.name == "sqlite":
+            return _located_page(conn, q, statement, params)
+        return _run(conn, statement, q.offset, params)
+    low_key, high_key = key_prefix_range(q.phone_suffix) if q.phone_suffix is not None else (None, None)
+    params = {
+        "account_id": account_id,
+        "low": q.start_ts,
+        "high": q.end_ts,
+        "direction": q.direction,
+        "extension": q.extension,
+        "low_key": low_key,
+        "high_key": high_key,
+        "reach": q.offset + q.per_page,
+        "limit": q.per_page,
+        "offset": q.offset,
+    }
+    statement = _filtered_statement(bool(q.direction), q.extension is not None, q.phone_suffix is not None)
+    return _run(conn, statement, q.offset, params)

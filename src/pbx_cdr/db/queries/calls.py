@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Connection,
     Row,
     String,
-    Text,
     any_,
     bindparam,
-    func,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from pbx_cdr.db.queries import counts
-from pbx_cdr.db.tables import calls, recordings
+from pbx_cdr.db.tables import calls
 from pbx_cdr.domain.call import Call
 from pbx_cdr.domain.phone import search_key
 
@@ -68,41 +68,23 @@ def upsert_calls(
 
     Idempotent by (account, uuid): a retried post never makes a second row. Hour counts move with
     the rows in the same transaction.
-    """
-    uuids = [c.uuid for c in batch]
-    existing = _existing(conn, account_id, uuids)
-    with_recording = _uuids_with_recording(conn, account_id, uuids)
-    fresh = [c for c in batch if c.uuid not in existing]
-    created: set[str] = set()
-    if fresh:
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-        stmt = (
-            dialect.insert(calls)
-            .on_conflict_do_nothing(index_elements=["account_id", "uuid"])
-            .returning(calls.c.uuid)
-        )
-        rows = [
-            {
-                **_values(c, country),
-                "account_id": account_id,
-                "recording_available": c.uuid in with_recording,
-                "origin": origin,
-                "created_ts": now,
-                "updated_ts": now,
-            }
-            for c in fresh
-        ]
-        if conn.dialect.name == "postgresql":
-            created = {r.uuid for r in conn.execute(_PG_INSERT_ARRAYS, _as_arrays(rows))}
-        else:
-            created = {r.uuid for r in conn.execute(stmt, rows)}
-        lost_race = [c.uuid for c in fresh if c.uuid not in created]
-        if lost_race:  # another writer inserted them between our read and our insert
-            existing.update(_existing(conn, account_id, lost_race))
 
-    deltas: Counter[tuple[int, str]] = counts.hour_deltas(
-        (c.start_ts, c.direction) for c in batch if c.uuid in created
-    )
+    Every call is offered to one insert that skips the uuids already there (``ON CONFLICT DO
+    NOTHING``) and reports the rows it made; only the others are read back and compared. New calls,
+    by far the common case, cost one statement on PostgreSQL (their hour counts ride along in it)
+    and an insert plus a count update on SQLite, whatever the batch's size; the statements' text
+    never changes, so both databases keep them prepared.
+    """
+    if not batch:
+        return []
+    if conn.dialect.name == "postgresql":
+        created = _insert_new_pg(conn, account_id, country, batch, origin, now)
+    else:
+        created = _insert_new_sqlite(conn, account_id, country, batch, origin, now)
+    if len(created) == len(batch):  # every call is new: nothing to read back
+        return ["created"] * len(batch)
+    existing = _existing(conn, account_id, [c.uuid for c in batch if c.uuid not in created])
+    deltas: Counter[tuple[int, str]] = Counter()
     statuses: list[str] = []
     changed: list[dict[str, Any]] = []
     for call in batch:
@@ -118,40 +100,104 @@ def upsert_calls(
         deltas[(old.start_ts // counts.HOUR, old.direction)] -= 1
         deltas[(call.start_ts // counts.HOUR, call.direction)] += 1
     if changed:
-        fields: dict[str, Any] = {name: bindparam(name) for name in changed[0] if name != "b_id"}
-        conn.execute(update(calls).where(calls.c.id == bindparam("b_id")).values(**fields), changed)
-    counts.adjust(conn, account_id, deltas)
+        conn.execute(_UPDATE, changed)
+        counts.adjust(conn, account_id, deltas)
     return statuses
 
 
-# PostgreSQL takes a batch as one array per column: the statement's text is the same for any number
-# of calls, so psycopg parses it once and the server plans it once. A multi-row VALUES of 1000 calls
-# was 26,000 placeholders, too long for psycopg's query cache: re-parsing it on every batch cost a
-# third of the ingest's time.
-_INSERTED = (*_CALL_FIELDS, "caller_key", "destination_key", "account_id", "recording_available")
-_INSERTED += ("origin", "created_ts", "updated_ts")
+# The columns an insert writes, in the order of the parameters below: the call's own fields, the
+# two search keys, then what the batch shares (account, origin, created and updated time).
+_KEYS = ("caller_key", "destination_key")
+_SHARED = ("account_id", "origin", "created_ts", "updated_ts")
+_row_of = attrgetter(*_CALL_FIELDS)  # a call's fields as a tuple, in C
 
 
-def _array_of(name: str) -> Any:
-    # Strings as text[]: an explicit cast to varchar(n)[] would cut a long value silently, where the
-    # column's own assignment cast refuses it, as a plain INSERT does.
-    kind = calls.c[name].type
-    return postgresql.ARRAY(Text() if isinstance(kind, String) else kind)
+def _rows(batch: Sequence[Call], country: str) -> list[tuple[Any, ...]]:
+    return [
+        (*_row_of(c), search_key(c.caller_number, country), search_key(c.destination_number, country))
+        for c in batch
+    ]
 
 
-_PG_INSERT_ARRAYS = (
-    postgresql.insert(calls)
-    .from_select(
-        list(_INSERTED),
-        select(*(func.unnest(bindparam(name, type_=_array_of(name))) for name in _INSERTED)),
-    )
-    .on_conflict_do_nothing(index_elements=["account_id", "uuid"])
-    .returning(calls.c.uuid)
+# SQLite: one prepared INSERT run for every call by the driver (a loop in C). The writer holds
+# SQLite's write lock from BEGIN IMMEDIATE, so no other writer can add a uuid between the read of
+# the existing ones and this insert: the calls it is given are exactly the new ones.
+_N_OWN = len(_CALL_FIELDS) + len(_KEYS)
+_SQLITE_INSERT = (
+    f"INSERT INTO calls ({', '.join((*_CALL_FIELDS, *_KEYS, *_SHARED, 'recording_available'))}) "
+    f"VALUES ({', '.join(f'?{i}' for i in range(1, _N_OWN + 1))}, "
+    f"?{_N_OWN + 1}, ?{_N_OWN + 2}, ?{_N_OWN + 3}, ?{_N_OWN + 3}, "
+    f"EXISTS (SELECT 1 FROM recordings WHERE account_id = ?{_N_OWN + 1} AND call_uuid = ?1))"
+)
+_SQLITE_EXISTING_UUIDS = (
+    "SELECT uuid FROM calls WHERE account_id = ? AND uuid IN (SELECT value FROM json_each(?))"
 )
 
 
-def _as_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {name: [row[name] for row in rows] for name in _INSERTED}
+def _insert_new_sqlite(
+    conn: Connection, account_id: int, country: str, batch: Sequence[Call], origin: str, now: int
+) -> set[str]:
+    uuids = [c.uuid for c in batch]
+    there = {
+        r[0] for r in conn.exec_driver_sql(_SQLITE_EXISTING_UUIDS, (account_id, orjson.dumps(uuids).decode()))
+    }
+    fresh = [c for c in batch if c.uuid not in there] if there else batch
+    if not fresh:
+        return set()
+    shared = (account_id, origin, now)
+    conn.exec_driver_sql(_SQLITE_INSERT, [(*row, *shared) for row in _rows(fresh, country)])
+    counts.adjust(conn, account_id, counts.hour_deltas((c.start_ts, c.direction) for c in fresh))
+    return {c.uuid for c in fresh}
+
+
+# PostgreSQL: one statement per batch, one array per column (its text, and so its plan, is the same
+# for any number of calls: a 1000-row multi-VALUES was 26,000 placeholders, re-parsed per batch).
+# Strings travel as text[] and reach their varchar(n) columns by assignment, which refuses an
+# over-long value instead of cutting it. The hour counts of the rows it made are added by the same
+# statement, in (hour, direction) order so concurrent writers lock count rows in one order.
+def _pg_array_type(name: str) -> str:
+    return "text[]" if isinstance(calls.c[name].type, String) else "bigint[]"
+
+
+_OWN = (*_CALL_FIELDS, *_KEYS)
+_PG_INSERT = f"""
+WITH made AS (
+    INSERT INTO calls ({", ".join((*_OWN, *_SHARED, "recording_available"))})
+    SELECT t.*, %(account_id)s::integer, %(origin)s::text, %(now)s::bigint, %(now)s::bigint,
+           EXISTS (SELECT 1 FROM recordings r
+                   WHERE r.account_id = %(account_id)s::integer AND r.call_uuid = t.uuid)
+    FROM unnest({", ".join(f"%({n})s::{_pg_array_type(n)}" for n in _OWN)}) AS t({", ".join(_OWN)})
+    ON CONFLICT (account_id, uuid) DO NOTHING
+    RETURNING uuid, start_ts, direction
+), hours AS (
+    INSERT INTO call_hour_counts (account_id, hour, direction, n)
+    SELECT %(account_id)s::integer, h.hour, h.direction, h.n
+    FROM (
+        SELECT floor(start_ts / {counts.HOUR}.0)::bigint AS hour, direction, count(*) AS n
+        FROM made GROUP BY 1, 2
+    ) AS h
+    ORDER BY h.hour, h.direction
+    ON CONFLICT (account_id, hour, direction) DO UPDATE SET n = call_hour_counts.n + excluded.n
+)
+SELECT uuid FROM made
+"""
+
+
+def _insert_new_pg(
+    conn: Connection, account_id: int, country: str, batch: Sequence[Call], origin: str, now: int
+) -> set[str]:
+    # Sorted by uuid: two writers inserting overlapping uuids take their index entries in one order.
+    rows = sorted(_rows(batch, country))
+    params: dict[str, Any] = dict(zip(_OWN, map(list, zip(*rows, strict=True)), strict=True))
+    params.update(account_id=account_id, origin=origin, now=now)
+    return {r[0] for r in conn.exec_driver_sql(_PG_INSERT, params)}
+
+
+_UPDATE = (
+    update(calls)
+    .where(calls.c.id == bindparam("b_id"))
+    .values(**{name: bindparam(name) for name in (*_OWN, "origin", "updated_ts")})
+)
 
 
 def _in(column: Any, values: Sequence[str], conn: Connection) -> Any:
@@ -170,15 +216,6 @@ def _existing(conn: Connection, account_id: int, uuids: Sequence[str]) -> dict[s
         )
     )
     return {r.uuid: r for r in rows}
-
-
-def _uuids_with_recording(conn: Connection, account_id: int, uuids: Sequence[str]) -> set[str]:
-    rows = conn.execute(
-        select(recordings.c.call_uuid).where(
-            recordings.c.account_id == account_id, _in(recordings.c.call_uuid, uuids, conn)
-        )
-    )
-    return {r.call_uuid for r in rows}
 
 
 def get_call(conn: Connection, account_id: int, uuid: str) -> Any:

@@ -1,0 +1,158 @@
+"""On PostgreSQL a list statement runs prepared, and after its fifth run PostgreSQL may plan it once for
+all values (a generic plan). Every shape must read the same rows under such a plan, and the extension
+page must still come straight from its index in the list's order: a generic plan expects one row, and
+when the index lacked ``id`` it sorted the extension's whole window instead (migration 0005).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Connection, Engine, event
+
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.queries import call_list
+from pbx_cdr.db.queries import calls as call_queries
+from pbx_cdr.domain.call import Call
+from pbx_cdr.domain.listing import AccountView, parse_list_query
+from tests.conftest import Tenant
+
+NOW = datetime(2026, 6, 27, 12, tzinfo=UTC).timestamp()
+SHAPES = (
+    {},
+    {"direction": "inbound"},
+    {"extension": "1001"},
+    {"extension": "1001", "page": "4", "per_page": "7"},
+    {"phone": "4321"},
+    {"phone": "0987654321"},
+    {"page": "30", "per_page": "3"},
+    {"direction": "outbound", "page": "12", "per_page": "5"},
+    {"page": "999"},
+)
+
+
+def busy_account(engine: Engine, make_tenant: Callable[..., Tenant]) -> int:
+    account_id = make_tenant(timezone="Asia/Ho_Chi_Minh", country="VN").id
+    base = int(NOW) - 3 * 86400
+    batch = [
+        Call(
+            uuid=str(uuidlib.uuid4()),
+            direction=("inbound", "outbound", "internal")[i % 3],
+            source_type="internal",
+            caller_number=("0987654321", "0912344321", "1001")[i % 3],
+            destination_number=("1001", "0281234321", "1002")[i % 3],
+            extension_number=("1001", "1002", None)[i % 3],
+            agent_extension=("1001", None, "1001")[i % 3],
+            start_ts=base + i * 97 // 2 * 2,  # pairs of calls in the same second: ties by id
+            answer_ts=None,
+            end_ts=base + i * 97 // 2 * 2 + 30,
+            duration=30,
+            billsec=0,
+            queue_name=None,
+            queue_wait_time=None,
+            trunk_name=None,
+            transfer_count=0,
+            result="missed",
+            hangup_cause="NO_ANSWER",
+            sip_response_code=None,
+        )
+        for i in range(600)
+    ]
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, account_id, "VN", batch, origin="api", now=1)
+    return account_id
+
+
+# Plans of prepared statements are PostgreSQL's: these tests run on it alone.
+pytestmark = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def run(conn: Connection, account_id: int, params: dict[str, str]) -> tuple[list[str], int]:
+    q = parse_list_query(params, AccountView("Asia/Ho_Chi_Minh", "VN", 31), NOW)
+    rows, total = call_list.list_calls(conn, account_id, q)
+    return [r.uuid for r in rows], total
+
+
+def test_generic_plans_read_what_custom_plans_read(
+    engine: Engine, make_tenant: Callable[..., Tenant]
+) -> None:
+    account_id = busy_account(engine, make_tenant)
+    for params in SHAPES:
+        results = []
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            with db.read_one(engine) as conn:
+                conn.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+                try:
+                    # Past psycopg's prepare threshold: the last runs are prepared statements.
+                    found = [run(conn, account_id, params) for _ in range(7)]
+                finally:
+                    conn.exec_driver_sql("RESET plan_cache_mode")
+            assert all(f == found[0] for f in found), params
+            results.append(found[0])
+        assert results[0] == results[1], params
+        assert results[0][1] > 0, params
+
+
+def generic_plan(conn: Connection, statement: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """EXPLAIN of ``statement`` prepared and planned without its values."""
+    names: list[str] = []
+
+    def positional(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    conn.exec_driver_sql("PREPARE list_page AS " + re.sub(r"%\((\w+)\)s", positional, statement))
+    try:
+        args = ", ".join(
+            conn.exec_driver_sql("SELECT quote_nullable(%(v)s::text)", {"v": parameters[n]}).scalar_one()
+            for n in names
+        )
+        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) EXECUTE list_page({args})").scalar_one()
+    finally:
+        conn.exec_driver_sql("DEALLOCATE list_page")
+        conn.exec_driver_sql("RESET plan_cache_mode")
+    tree = plan if isinstance(plan, list) else orjson.loads(plan)
+    return dict(tree[0]["Plan"])
+
+
+def parents_of(node: dict[str, Any], index: str, parent: str = "") -> list[str]:
+    """The node type above every scan of ``index``."""
+    found = [parent] if node.get("Index Name") == index else []
+    for child in node.get("Plans", []):
+        found += parents_of(child, index, node["Node Type"])
+    return found
+
+
+def test_extension_page_reads_its_index_in_order_under_a_generic_plan(
+    engine: Engine, make_tenant: Callable[..., Tenant]
+) -> None:
+    account_id = busy_account(engine, make_tenant)
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with db.read_one(engine) as conn:
+            run(conn, account_id, {"extension": "1001"})
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    statement, parameters = seen[-1]
+    with db.read_one(engine) as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        conn.exec_driver_sql("SET enable_bitmapscan = off")
+        plan = generic_plan(conn, statement, parameters)
+    # The page's arm: a LIMIT straight over the index, no sort in between (the count is the other
+    # scan of the same index, under its aggregate).
+    assert sorted(parents_of(plan, "ix_calls_extension")) == ["Aggregate", "Limit"], plan
