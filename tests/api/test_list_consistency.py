@@ -8,8 +8,6 @@ on PostgreSQL; then updated (moving start times and directions) and partly delet
 
 from __future__ import annotations
 
-import itertools
-import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -20,12 +18,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.queries import call_list, counts
+from pbx_cdr.db.queries import call_list
 from pbx_cdr.db.queries import calls as call_queries
-from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.db.tables import calls
 from pbx_cdr.domain.call import Call
 from pbx_cdr.domain.listing import AccountView, ListQuery, parse_list_query
 from pbx_cdr.domain.phone import key_prefix_range, search_key
+from tests.api.calls_support import assert_counts_exact, make_call
 from tests.conftest import Tenant
 
 # Around Europe's and Lord Howe's DST changes and the seed's day, in zones with odd offsets.
@@ -46,31 +45,6 @@ MOMENTS = (
 EXTENSIONS = ("1001", "1002", "2001", None)
 NUMBERS = ("0987654321", "+84987654321", "0281234321", "1001", "0912344321", "*97", "19006868")
 COUNTRY = "VN"
-_uuids = itertools.count(1)
-
-
-def make_call(start: int, direction: str, ext: str | None, agent: str | None, caller: str, dest: str) -> Call:
-    return Call(
-        uuid=str(uuidlib.UUID(int=next(_uuids))),
-        direction=direction,
-        source_type="internal",
-        caller_number=caller,
-        destination_number=dest,
-        extension_number=ext,
-        agent_extension=agent,
-        start_ts=start,
-        answer_ts=None,
-        end_ts=start + 30,
-        duration=30,
-        billsec=0,
-        queue_name=None,
-        queue_wait_time=None,
-        trunk_name=None,
-        transfer_count=0,
-        result="no_answer",
-        hangup_cause="NO_ANSWER",
-        sip_response_code=None,
-    )
 
 
 calls_strategy = st.lists(
@@ -121,20 +95,6 @@ def ours(engine: Engine, account_id: int, q: ListQuery, deep_offset: int) -> tup
     with db.read(engine) as conn:
         rows, total = call_list.list_calls(conn, account_id, q, deep_offset=deep_offset)
     return [r.uuid for r in rows], total
-
-
-def assert_counts_exact(engine: Engine, account_id: int) -> None:
-    """The kept hour counts equal a fresh count of the rows."""
-    with db.read(engine) as conn:
-        kept = {
-            (r.hour, r.direction): r.n
-            for r in conn.execute(select(call_hour_counts).where(call_hour_counts.c.account_id == account_id))
-            if r.n
-        }
-        rows = conn.execute(
-            select(calls.c.start_ts, calls.c.direction).where(calls.c.account_id == account_id)
-        ).all()
-    assert kept == dict(counts.hour_deltas((r.start_ts, r.direction) for r in rows))
 
 
 queries_strategy = st.lists(

@@ -7,7 +7,6 @@ when the index lacked ``id`` it sorted the extension's whole window instead (mig
 from __future__ import annotations
 
 import re
-import uuid as uuidlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +18,8 @@ from sqlalchemy import Connection, Engine, event
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import call_list
 from pbx_cdr.db.queries import calls as call_queries
-from pbx_cdr.domain.call import Call
 from pbx_cdr.domain.listing import AccountView, parse_list_query
+from tests.api.calls_support import make_call
 from tests.conftest import Tenant
 
 NOW = datetime(2026, 6, 27, 12, tzinfo=UTC).timestamp()
@@ -41,26 +40,13 @@ def busy_account(engine: Engine, make_tenant: Callable[..., Tenant]) -> int:
     account_id = make_tenant(timezone="Asia/Ho_Chi_Minh", country="VN").id
     base = int(NOW) - 3 * 86400
     batch = [
-        Call(
-            uuid=str(uuidlib.uuid4()),
-            direction=("inbound", "outbound", "internal")[i % 3],
-            source_type="internal",
-            caller_number=("0987654321", "0912344321", "1001")[i % 3],
-            destination_number=("1001", "0281234321", "1002")[i % 3],
-            extension_number=("1001", "1002", None)[i % 3],
-            agent_extension=("1001", None, "1001")[i % 3],
-            start_ts=base + i * 97 // 2 * 2,  # pairs of calls in the same second: ties by id
-            answer_ts=None,
-            end_ts=base + i * 97 // 2 * 2 + 30,
-            duration=30,
-            billsec=0,
-            queue_name=None,
-            queue_wait_time=None,
-            trunk_name=None,
-            transfer_count=0,
-            result="missed",
-            hangup_cause="NO_ANSWER",
-            sip_response_code=None,
+        make_call(
+            base + i * 97 // 2 * 2,  # pairs of calls in the same second: ties by id
+            ("inbound", "outbound", "internal")[i % 3],
+            ("1001", "1002", None)[i % 3],
+            ("1001", None, "1001")[i % 3],
+            ("0987654321", "0912344321", "1001")[i % 3],
+            ("1001", "0281234321", "1002")[i % 3],
         )
         for i in range(600)
     ]

@@ -17,11 +17,11 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import DataError
 
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.calls import upsert_calls
-from pbx_cdr.db.tables import call_hour_counts, calls, recordings
+from pbx_cdr.db.tables import calls, recordings
 from pbx_cdr.domain.call import Call
 from pbx_cdr.ingest.json_cdr import parse_payload
+from tests.api.calls_support import assert_counts_exact
 from tests.conftest import Tenant, cdr
 
 HOUR = 3600
@@ -54,17 +54,6 @@ def stored(engine: Engine, account_id: int) -> dict[str, Any]:
     with db.read(engine) as conn:
         rows = conn.execute(select(calls).where(calls.c.account_id == account_id)).all()
     return {r.uuid: r for r in rows}
-
-
-def assert_counts_exact(engine: Engine, account_id: int) -> None:
-    with db.read(engine) as conn:
-        kept = {
-            (r.hour, r.direction): r.n
-            for r in conn.execute(select(call_hour_counts).where(call_hour_counts.c.account_id == account_id))
-            if r.n
-        }
-    rows = stored(engine, account_id).values()
-    assert kept == dict(counts.hour_deltas((r.start_ts, r.direction) for r in rows))
 
 
 def test_new_unchanged_and_updated_calls_in_one_batch(engine: Engine, tenant: Tenant) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pbx_cdr.api.schemas import CallIn
 from pbx_cdr.ingest.json_cdr import _plain_call, parse_call, parse_payload
 from tests.conftest import cdr
 
@@ -64,27 +65,7 @@ ODD_VALUES = [
     "{" + U1 + "}",
     U1.replace("-", ""),
 ]
-FIELDS = [
-    "uuid",
-    "direction",
-    "source_type",
-    "caller_number",
-    "destination_number",
-    "extension_number",
-    "agent_extension",
-    "start_time",
-    "answer_time",
-    "end_time",
-    "duration",
-    "billsec",
-    "queue_name",
-    "queue_wait_time",
-    "trunk_name",
-    "transfer_count",
-    "result",
-    "hangup_cause",
-    "sip_response_code",
-]
+FIELDS = list(CallIn.model_fields)
 
 items = st.builds(
     lambda changes, dropped: {

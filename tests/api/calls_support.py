@@ -1,0 +1,54 @@
+"""Helpers shared by the tests that write calls straight through the query layer."""
+
+from __future__ import annotations
+
+import itertools
+import uuid as uuidlib
+
+from sqlalchemy import Engine, select
+
+from pbx_cdr.db import engine as db
+from pbx_cdr.db.queries import counts
+from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.domain.call import Call
+
+_uuids = itertools.count(1)
+
+
+def make_call(start: int, direction: str, ext: str | None, agent: str | None, caller: str, dest: str) -> Call:
+    """An unanswered 30-second call with a fresh uuid (unique within the test run)."""
+    return Call(
+        uuid=str(uuidlib.UUID(int=next(_uuids))),
+        direction=direction,
+        source_type="internal",
+        caller_number=caller,
+        destination_number=dest,
+        extension_number=ext,
+        agent_extension=agent,
+        start_ts=start,
+        answer_ts=None,
+        end_ts=start + 30,
+        duration=30,
+        billsec=0,
+        queue_name=None,
+        queue_wait_time=None,
+        trunk_name=None,
+        transfer_count=0,
+        result="no_answer",
+        hangup_cause="NO_ANSWER",
+        sip_response_code=None,
+    )
+
+
+def assert_counts_exact(engine: Engine, account_id: int) -> None:
+    """The kept hour counts equal a fresh count of the account's rows."""
+    with db.read(engine) as conn:
+        kept = {
+            (r.hour, r.direction): r.n
+            for r in conn.execute(select(call_hour_counts).where(call_hour_counts.c.account_id == account_id))
+            if r.n
+        }
+        rows = conn.execute(
+            select(calls.c.start_ts, calls.c.direction).where(calls.c.account_id == account_id)
+        ).all()
+    assert kept == dict(counts.hour_deltas((r.start_ts, r.direction) for r in rows))
