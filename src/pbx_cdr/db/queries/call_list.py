@@ -207,17 +207,13 @@ def _filtered_statement(direction: bool, extension: bool, phone: bool) -> _State
     return _compose(total, ids, _OFFSET)
 
 
-def _located_page(
-    conn: Connection, q: ListQuery, statement: _Statements, params: dict[str, Any]
-) -> tuple[list[Any], int]:
-    """A deep page on SQLite: the total, the hour located in Python, then the page inside it."""
-    total = int(conn.execute(statement.total, params).scalar_one())
+def _located_page(conn: Connection, q: ListQuery, params: dict[str, Any]) -> tuple[list[Any], int]:
+    """A deep page on SQLite: the total and the hour located in Python, then the page inside it."""
+    total, high, skip = counts.locate(conn, params["account_id"], q.start_ts, q.end_ts, q.direction, q.offset)
     if q.offset >= total:
         return [], total
-    high, skip = counts.locate(conn, params["account_id"], q.start_ts, q.end_ts, q.direction, q.offset)
     shallow = _window_statement(bool(q.direction), False, False, True, False)
-    rows = conn.execute(shallow.page, {**params, "high": high, "offset": skip}).all()
-    return list(rows), total
+    return list(conn.execute(shallow.page, {**params, "high": high, "offset": skip}).all()), total
 
 
 def reader(engine: Engine) -> AbstractContextManager[Connection]:
@@ -260,7 +256,7 @@ def list_calls(
             "offset": q.offset,
         }
         if deep and whole and conn.dialect.name == "sqlite":
-            return _located_page(conn, q, statement, params)
+            return _located_page(conn, q, params)
         return _run(conn, statement, q.offset, params)
     low_key, high_key = key_prefix_range(q.phone_suffix) if q.phone_suffix is not None else (None, None)
     params = {
