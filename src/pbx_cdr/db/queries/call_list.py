@@ -1,9 +1,10 @@
 """The list of calls: one page, newest first, and the exact total of the filtered window.
 
-Each list is **one statement** that returns the page's rows, each with the window's total as its last
-column (one row of NULLs and the total when the page is empty). One statement is one snapshot on
-every database, so the total and the page always agree, with no transaction to open: on PostgreSQL a
-list is a single round trip.
+On PostgreSQL each list is **one statement** that returns the page's rows, each with the window's
+total as its last column (one row of NULLs and the total when the page is empty). One statement is one
+snapshot, so the total and the page always agree with no transaction to open, and a list is a single
+round trip. SQLite, with no round trips to save, runs the same total and page as two statements in
+one read transaction (:func:`reader`), and locates deep pages in Python (``counts.locate``).
 
 Totals of the unfiltered and direction-only window come from the hour counts (``counts.py``); deep
 pages start at the hour the counts locate; extension and phone filters run as index-only plans over
