@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pbx_cdr.errors import InvalidSignature
 
 MAX_TTL = 7 * 24 * 3600
-_EXPIRES = re.compile(r"^[0-9]{1,12}$")
-_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
-_RECORDING_ID = re.compile(r"^[1-9][0-9]{0,17}$")
+_EXPIRES = re.compile(r"^[0-9]{1,12}\Z")
+_SIGNATURE = re.compile(r"^[0-9a-f]{64}\Z")
+_RECORDING_ID = re.compile(r"^[1-9][0-9]{0,17}\Z")
 
 
 def recording_path(recording_id: int) -> str:

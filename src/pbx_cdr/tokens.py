@@ -11,7 +11,7 @@ import secrets
 
 PREFIX = "pbx_"
 SCOPES = ("cdr:read", "cdr:write")
-_SHAPE = re.compile(r"^pbx_[A-Za-z0-9_-]{43}$")
+_SHAPE = re.compile(r"^pbx_[A-Za-z0-9_-]{43}\Z")
 
 
 def new_token() -> str:

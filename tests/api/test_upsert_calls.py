@@ -1,8 +1,8 @@
 """``upsert_calls``: insert first, read back only the calls that were already there (SQLite, PostgreSQL).
 
 New calls are inserted by one statement that skips the uuids already stored and reports the rows it
-made (on PostgreSQL their hour counts are added by the same statement); only the rest are read back
-and compared. These tests hold each branch to the statuses, rows and counts of the definition.
+made; only the rest are read back and compared; every hour-count change is applied once, sorted.
+These tests hold each branch to the statuses, rows and counts of the definition.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import DataError
 
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.calls import upsert_calls
 from pbx_cdr.db.tables import calls, recordings
 from pbx_cdr.domain.call import Call
@@ -147,3 +148,55 @@ def test_an_over_long_value_is_refused_not_cut(engine: Engine, tenant: Tenant) -
     with pytest.raises(DataError, match="too long"):
         upsert(engine, tenant.id, [too_long])
     assert stored(engine, tenant.id) == {}
+
+
+def test_a_batch_naming_a_uuid_twice_is_refused(engine: Engine, tenant: Tenant) -> None:
+    with pytest.raises(ValueError, match="more than once"):
+        upsert(engine, tenant.id, [call(1), call(2), call(1, hour=9)])
+    assert stored(engine, tenant.id) == {}
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_crossing_new_and_moved_calls_do_not_deadlock(
+    engine: Engine, second_engine: Engine, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two transactions, each a new call in one hour and a call moved into the other's hour.
+
+    Both reach their count updates together (a barrier). Count rows are locked in one sorted
+    statement per transaction, so neither waits for the other in a cycle (PostgreSQL would abort
+    one with "deadlock detected" when a transaction's new and moved calls took their locks in
+    two statements).
+    """
+    moved_a, moved_b = call(1, hour=20), call(2, hour=5)
+    upsert(engine, tenant.id, [moved_a, moved_b])
+    barrier = threading.Barrier(2, timeout=30)
+    adjust = counts.adjust
+
+    def together(*args: Any) -> None:
+        barrier.wait()
+        adjust(*args)
+
+    monkeypatch.setattr(counts, "adjust", together)
+    jobs = {
+        "a": (engine, [call(3, hour=10), call(1, hour=21)]),
+        "b": (second_engine, [call(4, hour=21), call(2, hour=10)]),
+    }
+    outcome: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        on, batch = jobs[name]
+        try:
+            outcome[name] = upsert(on, tenant.id, batch)
+        except Exception as exc:  # the deadlock surfaced as an OperationalError
+            outcome[name] = repr(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert outcome == {"a": ["created", "updated"], "b": ["created", "updated"]}
+    monkeypatch.setattr(counts, "adjust", adjust)
+    assert_counts_exact(engine, tenant.id)

@@ -100,7 +100,11 @@ def test_required_fields(missing: str) -> None:
         ("transfer_count", -2),
         ("sip_response_code", "20"),
         ("sip_response_code", "abc"),
+        ("sip_response_code", "200\n"),  # a final newline passed a `$` pattern (500 on PostgreSQL)
         ("hangup_cause", "normal clearing"),
+        ("hangup_cause", "NORMAL_CLEARING\n"),
+        ("start_time", "2026-06-27T08:15:42+00:00\n"),
+        ("start_time", "\u0662026-06-27T08:15:42+00:00"),  # an Arabic-Indic digit
         ("caller_number", 12345),
         ("caller_number", "x" * 65),
         ("caller_number", "10\x0001"),

@@ -96,7 +96,17 @@ def test_from_after_today_without_to_is_to_before_from() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["2026-6-1", "20260601", "2026-06-01T00:00", "yesterday", "2026/06/01", " 2026-06-01"]
+    "value",
+    [
+        "2026-6-1",
+        "20260601",
+        "2026-06-01T00:00",
+        "yesterday",
+        "2026/06/01",
+        " 2026-06-01",
+        "2026-06-01\n",  # `$` would let a final newline through
+        "\uff12\uff10\uff12\uff16-06-01",  # fullwidth digits are digits to Python's \d, not to Y-m-d
+    ],
 )
 def test_dates_must_be_y_m_d(value: str) -> None:
     assert errors_of({"from": value})["from"] == ["The from field must match the format Y-m-d."]
@@ -105,6 +115,21 @@ def test_dates_must_be_y_m_d(value: str) -> None:
 @pytest.mark.parametrize("value", ["2026-02-30", "2026-13-01", "2026-00-10"])
 def test_dates_must_be_real(value: str) -> None:
     assert errors_of({"to": value})["to"] == ["The to field must be a valid date."]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Ho_Chi_Minh", "America/St_Johns"])
+def test_the_last_and_first_days_of_the_calendar(tz: str) -> None:
+    account = AccountView(tz, "VN", 30)
+    last = parse_list_query({"from": "9999-12-30", "to": "9999-12-31"}, account, NOW)
+    assert last.end_ts - last.start_ts == 2 * 86400
+    first = parse_list_query({"from": "0001-01-01", "to": "0001-01-02"}, account, NOW)
+    assert first.end_ts - first.start_ts == 2 * 86400
+
+
+@pytest.mark.parametrize("field", ["page", "per_page"])
+def test_paging_numbers_are_plain_ascii(field: str) -> None:
+    for value in ("2\n", "\uff12"):  # a final newline; a fullwidth 2
+        assert field in errors_of({field: value})
 
 
 def test_direction_must_be_known() -> None:

@@ -35,7 +35,7 @@ from pbx_cdr.ingest.freeswitch.service import PENDING, derive_calls, store_leg
 BATCH = 200  # legs or calls per transaction
 MAX_FILE_BYTES = 16 * 1024 * 1024
 SHOWN_ERRORS = 20
-_EXTENSION = re.compile(r"^[0-9A-Za-z+*#._-]{1,32}$")
+_EXTENSION = re.compile(r"^[0-9A-Za-z+*#._-]{1,32}\Z")
 Advance = Callable[[int], None]
 
 

@@ -16,8 +16,8 @@ from pbx_cdr.domain import phone
 from pbx_cdr.domain.values import DIRECTIONS
 from pbx_cdr.errors import ValidationFailed
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z", re.ASCII)
+_INTEGER = re.compile(r"^[+-]?\d+\Z", re.ASCII)
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
 MAX_PAGE = 10_000_000
@@ -86,6 +86,13 @@ def local_day_start(day: date, tz: ZoneInfo) -> int:
     return int(datetime.combine(day, time(0), tzinfo=tz).timestamp())
 
 
+def local_day_end(day: date, tz: ZoneInfo) -> int:
+    """Epoch seconds of the first instant after ``day`` in ``tz`` (DST-safe), 9999-12-31 included."""
+    if day == date.max:  # no next day to start
+        return int(datetime.combine(day, time(23, 59, 59), tzinfo=tz).timestamp()) + 1
+    return local_day_start(day + timedelta(days=1), tz)
+
+
 def parse_list_query(params: Mapping[str, str], account: AccountView, now: float) -> ListQuery:
     """Validate the raw parameters (empty ones already dropped) and derive the query, or raise 422."""
     errors: dict[str, list[str]] = {}
@@ -142,7 +149,7 @@ def parse_list_query(params: Mapping[str, str], account: AccountView, now: float
     assert per_page is not None
     return ListQuery(
         start_ts=local_day_start(start, tz),
-        end_ts=local_day_start(end + timedelta(days=1), tz),
+        end_ts=local_day_end(end, tz),
         direction=direction,
         extension=extension,
         phone_suffix=suffix,

@@ -13,7 +13,7 @@ from functools import lru_cache
 import phonenumbers
 
 _FORMATTING = re.compile(r"[\s\-.()]")
-_QUERY = re.compile(r"^\+?[0-9]+$")
+_QUERY = re.compile(r"^\+?[0-9]+\Z")
 MAX_KEY_LENGTH = 32
 
 

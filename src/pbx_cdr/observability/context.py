@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import itertools
+import random
 import re
 import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A proxy's or client's id is kept when it is short and plain; anything else is replaced.
-_ACCEPTABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_ACCEPTABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 
 request_id: ContextVar[str | None] = ContextVar("pbx_cdr_request_id", default=None)
 
 
-# A random prefix per process and a counter: unique across processes and restarts, like a uuid4,
-# without a getrandom() system call per request (7% of a list request's samples on PostgreSQL).
+# A random prefix per process and 64 bits from a generator seeded once: as unique as a uuid4, without
+# a getrandom() system call per request, and without telling a client how many requests came before.
 _PREFIX = uuid.uuid4().hex[:16]
-_counter = itertools.count(1)
+_bits = random.Random(uuid.uuid4().int).getrandbits
 
 
 def new_request_id() -> str:
-    """32 hex digits: this process's random prefix, then a per-process sequence number."""
-    return f"{_PREFIX}{next(_counter):016x}"
+    """32 hex digits: this process's random prefix, then 64 pseudo-random bits."""
+    return f"{_PREFIX}{_bits(64):016x}"
 
 
 def accept_request_id(incoming: str | None) -> str:

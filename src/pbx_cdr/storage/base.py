@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-KEY_PATTERN = re.compile(r"^[0-9]{1,12}/[0-9a-f]{2}/[0-9a-f]{32}\.wav$")
+KEY_PATTERN = re.compile(r"^[0-9]{1,12}/[0-9a-f]{2}/[0-9a-f]{32}\.wav\Z")
 READ_CHUNK = 64 * 1024
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Any
 
@@ -20,13 +19,13 @@ from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import recordings as queries
 from pbx_cdr.domain.call import iso
 from pbx_cdr.errors import NotFound, PayloadTooLarge, ServiceUnavailable, ValidationFailed
+from pbx_cdr.ingest.json_cdr import ISO_WITH_OFFSET
 from pbx_cdr.storage.base import StorageError
 from pbx_cdr.storage.recordings import IncomingRecording, NotAWav, TooLarge, delete_recording, save_recording
 
 router = APIRouter(prefix="/api/pbx/cdr", tags=["recordings"])
 log = logging.getLogger(__name__)
 
-_ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
 _STORAGE_DOWN = "The recording storage is not available."
 
 
@@ -34,7 +33,7 @@ def parse_recorded_at(value: str | None) -> int | None:
     if value is None or value == "":
         return None
     message = "The recorded at field must be an ISO 8601 date-time with an offset."
-    if not _ISO_WITH_OFFSET.match(value):
+    if not ISO_WITH_OFFSET.match(value):
         raise ValidationFailed({"recorded_at": [message]})
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

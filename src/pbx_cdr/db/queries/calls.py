@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -71,20 +71,28 @@ def upsert_calls(
 
     Every call is offered to one insert that skips the uuids already there (``ON CONFLICT DO
     NOTHING``) and reports the rows it made; only the others are read back and compared. New calls,
-    by far the common case, cost one statement on PostgreSQL (their hour counts ride along in it)
-    and an insert plus a count update on SQLite, whatever the batch's size; the statements' text
-    never changes, so both databases keep them prepared.
+    by far the common case, cost one insert and one count update, whatever the batch's size; the
+    statements' text never changes, so both databases keep them prepared.
+
+    Every change to the hour counts (new calls and moved ones) is applied by one ``counts.adjust``,
+    in (hour, direction) order: two transactions writing the same account's counts take their row
+    locks in one order and cannot deadlock. The uuids of a batch must be distinct.
     """
     if not batch:
         return []
+    if len({c.uuid for c in batch}) != len(batch):
+        raise ValueError("a batch names a call's uuid more than once")
     if conn.dialect.name == "postgresql":
         created = _insert_new_pg(conn, account_id, country, batch, origin, now)
     else:
         created = _insert_new_sqlite(conn, account_id, country, batch, origin, now)
+    deltas: Counter[tuple[int, str]] = counts.hour_deltas(
+        (c.start_ts, c.direction) for c in batch if c.uuid in created
+    )
     if len(created) == len(batch):  # every call is new: nothing to read back
+        counts.adjust(conn, account_id, deltas)
         return ["created"] * len(batch)
     existing = _existing(conn, account_id, [c.uuid for c in batch if c.uuid not in created])
-    deltas: Counter[tuple[int, str]] = Counter()
     statuses: list[str] = []
     changed: list[dict[str, Any]] = []
     for call in batch:
@@ -101,7 +109,7 @@ def upsert_calls(
         deltas[(call.start_ts // counts.HOUR, call.direction)] += 1
     if changed:
         conn.execute(_UPDATE, changed)
-        counts.adjust(conn, account_id, deltas)
+    counts.adjust(conn, account_id, deltas)
     return statuses
 
 
@@ -110,6 +118,7 @@ def upsert_calls(
 _KEYS = ("caller_key", "destination_key")
 _SHARED = ("account_id", "origin", "created_ts", "updated_ts")
 _row_of = attrgetter(*_CALL_FIELDS)  # a call's fields as a tuple, in C
+_uuid_of = itemgetter(_CALL_FIELDS.index("uuid"))  # of such a tuple
 
 
 def _rows(batch: Sequence[Call], country: str) -> list[tuple[Any, ...]]:
@@ -146,40 +155,26 @@ def _insert_new_sqlite(
         return set()
     shared = (account_id, origin, now)
     conn.exec_driver_sql(_SQLITE_INSERT, [(*row, *shared) for row in _rows(fresh, country)])
-    counts.adjust(conn, account_id, counts.hour_deltas((c.start_ts, c.direction) for c in fresh))
     return {c.uuid for c in fresh}
 
 
 # PostgreSQL: one statement per batch, one array per column (its text, and so its plan, is the same
 # for any number of calls: a 1000-row multi-VALUES was 26,000 placeholders, re-parsed per batch).
 # Strings travel as text[] and reach their varchar(n) columns by assignment, which refuses an
-# over-long value instead of cutting it. The hour counts of the rows it made are added by the same
-# statement, in (hour, direction) order so concurrent writers lock count rows in one order.
+# over-long value instead of cutting it.
 def _pg_array_type(name: str) -> str:
     return "text[]" if isinstance(calls.c[name].type, String) else "bigint[]"
 
 
 _OWN = (*_CALL_FIELDS, *_KEYS)
 _PG_INSERT = f"""
-WITH made AS (
-    INSERT INTO calls ({", ".join((*_OWN, *_SHARED, "recording_available"))})
-    SELECT t.*, %(account_id)s::integer, %(origin)s::text, %(now)s::bigint, %(now)s::bigint,
-           EXISTS (SELECT 1 FROM recordings r
-                   WHERE r.account_id = %(account_id)s::integer AND r.call_uuid = t.uuid)
-    FROM unnest({", ".join(f"%({n})s::{_pg_array_type(n)}" for n in _OWN)}) AS t({", ".join(_OWN)})
-    ON CONFLICT (account_id, uuid) DO NOTHING
-    RETURNING uuid, start_ts, direction
-), hours AS (
-    INSERT INTO call_hour_counts (account_id, hour, direction, n)
-    SELECT %(account_id)s::integer, h.hour, h.direction, h.n
-    FROM (
-        SELECT floor(start_ts / {counts.HOUR}.0)::bigint AS hour, direction, count(*) AS n
-        FROM made GROUP BY 1, 2
-    ) AS h
-    ORDER BY h.hour, h.direction
-    ON CONFLICT (account_id, hour, direction) DO UPDATE SET n = call_hour_counts.n + excluded.n
-)
-SELECT uuid FROM made
+INSERT INTO calls ({", ".join((*_OWN, *_SHARED, "recording_available"))})
+SELECT t.*, %(account_id)s::integer, %(origin)s::text, %(now)s::bigint, %(now)s::bigint,
+       EXISTS (SELECT 1 FROM recordings r
+               WHERE r.account_id = %(account_id)s::integer AND r.call_uuid = t.uuid)
+FROM unnest({", ".join(f"%({n})s::{_pg_array_type(n)}" for n in _OWN)}) AS t({", ".join(_OWN)})
+ON CONFLICT (account_id, uuid) DO NOTHING
+RETURNING uuid
 """
 
 
@@ -187,7 +182,7 @@ def _insert_new_pg(
     conn: Connection, account_id: int, country: str, batch: Sequence[Call], origin: str, now: int
 ) -> set[str]:
     # Sorted by uuid: two writers inserting overlapping uuids take their index entries in one order.
-    rows = sorted(_rows(batch, country))
+    rows = sorted(_rows(batch, country), key=_uuid_of)
     params: dict[str, Any] = dict(zip(_OWN, map(list, zip(*rows, strict=True)), strict=True))
     params.update(account_id=account_id, origin=origin, now=now)
     return {r[0] for r in conn.exec_driver_sql(_PG_INSERT, params)}

@@ -16,8 +16,8 @@ from pbx_cdr.ingest.freeswitch.leg import AGENT, Leg
 BRIDGE_APPS = frozenset({"bridge", "att_xfer", "intercept", "callcenter", "fifo"})
 ANSWERED_DISPOSITIONS = frozenset({"SUCCESS", "ANSWER"})
 _GATEWAY_IN_DIAL = re.compile(r"sofia/gateway/([^/\s,|\]]+)/")
-_SIP_CODE = re.compile(r"^[1-6][0-9]{2}$")
-_EXTENSION = re.compile(r"^[0-9A-Za-z+*#._-]{1,32}$")
+_SIP_CODE = re.compile(r"^[1-6][0-9]{2}\Z")
+_EXTENSION = re.compile(r"^[0-9A-Za-z+*#._-]{1,32}\Z")
 _TRANSFER_KINDS = ("bl_xfer", "att_xfer")
 
 
