@@ -134,14 +134,18 @@ def _remember(request: Request, principal: Principal) -> None:
     request.state.rate_limit_headers = principal.rate.headers()
 
 
+async def _authenticate_request(request: Request, scope: str, *, allow_basic: bool) -> Principal:
+    # The services straight from the app, not as a sub-dependency: one less for FastAPI to solve.
+    services: Services = request.app.state.services
+    token = bearer_or_basic(request, allow_basic=allow_basic)
+    principal = await authenticate_async(services, token, scope)
+    _remember(request, principal)
+    return principal
+
+
 def require_scope(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
-        # The services straight from the app, not as a sub-dependency: one less for FastAPI to solve.
-        services: Services = request.app.state.services
-        token = bearer_or_basic(request, allow_basic=allow_basic)
-        principal = await authenticate_async(services, token, scope)
-        _remember(request, principal)
-        return principal
+        return await _authenticate_request(request, scope, allow_basic=allow_basic)
 
     return dependency
 
@@ -154,11 +158,9 @@ async def authenticated(request: Request, scope: str, reads: Callable[[Principal
     per request). On SQLite both run on the event loop, as :func:`authenticate_async` says.
     """
     services: Services = request.app.state.services
-    token = bearer_or_basic(request, allow_basic=False)
     if db.is_sqlite(services.engine):
-        principal = await authenticate_async(services, token, scope)
-        _remember(request, principal)
-        return reads(principal)
+        return reads(await _authenticate_request(request, scope, allow_basic=False))
+    token = bearer_or_basic(request, allow_basic=False)
 
     def both() -> T:
         principal = authenticate(services, token, scope)

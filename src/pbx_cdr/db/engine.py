@@ -79,8 +79,7 @@ def _ping_when_idle(engine: Engine) -> None:
         if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
             return
         try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs
             dbapi_connection.rollback()
         except Exception as exc:  # the pool catches this, drops the connection and connects anew
             raise DisconnectionError() from exc

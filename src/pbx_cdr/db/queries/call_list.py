@@ -123,9 +123,9 @@ def _window_statement(direction: bool, top: bool, bottom: bool, whole: bool, dee
             parts.append(counts.rows_count(low, bottom_high, dir_))
     else:
         parts.append(counts.rows_count(low, high, dir_))
-    total = parts[0]
+    total: Any = parts[0].scalar_subquery()
     for part in parts[1:]:
-        total = total + part
+        total = total + part.scalar_subquery()
 
     where = [calls.c.account_id == bindparam("account_id"), calls.c.start_ts >= low]
     if direction:

@@ -13,9 +13,8 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     Connection,
-    Table,
+    Select,
     bindparam,
     cast,
     func,
@@ -30,31 +29,36 @@ from pbx_cdr.db.tables import call_hour_counts, calls
 HOUR = 3600
 
 
-def _with_direction(table: Table, *where: ColumnElement[bool]) -> tuple[list[Any], list[Any]]:
-    """The conditions without and with ``direction = :direction``."""
-    return list(where), [*where, table.c.direction == bindparam("direction")]
+def _hour_range(low: Any, high: Any, direction: Any | None) -> list[Any]:
+    """The account's hour counts with ``hour`` in ``[low, high)`` (and ``direction`` when given)."""
+    where = [
+        call_hour_counts.c.account_id == bindparam("account_id"),
+        call_hour_counts.c.hour >= low,
+        call_hour_counts.c.hour < high,
+    ]
+    if direction is not None:
+        where.append(call_hour_counts.c.direction == direction)
+    return where
+
+
+def hours_sum(low: Any, high: Any, direction: Any | None) -> Select[Any]:
+    """The calls counted in the whole hours ``[low, high)`` (SQL expressions or bind parameters)."""
+    return select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*_hour_range(low, high, direction))
+
+
+def rows_count(low: Any, high: Any, direction: Any | None) -> Select[Any]:
+    """The account's calls with ``start_ts`` in ``[low, high)``, counted row by row."""
+    where = [calls.c.account_id == bindparam("account_id"), calls.c.start_ts >= low, calls.c.start_ts < high]
+    if direction is not None:
+        where.append(calls.c.direction == direction)
+    return select(func.count()).select_from(calls).where(*where)
 
 
 # Built once, with bind parameters: they run on every list request, and building a statement cost
 # more than SQLite took to run it. Indexed by whether a direction is given.
-_HOURS_SUM = tuple(
-    select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*where)
-    for where in _with_direction(
-        call_hour_counts,
-        call_hour_counts.c.account_id == bindparam("account_id"),
-        call_hour_counts.c.hour >= bindparam("low"),
-        call_hour_counts.c.hour < bindparam("high"),
-    )
-)
-_ROWS_COUNT = tuple(
-    select(func.count()).select_from(calls).where(*where)
-    for where in _with_direction(
-        calls,
-        calls.c.account_id == bindparam("account_id"),
-        calls.c.start_ts >= bindparam("low"),
-        calls.c.start_ts < bindparam("high"),
-    )
-)
+_DIRECTIONS: tuple[Any, Any] = (None, bindparam("direction"))
+_HOURS_SUM = tuple(hours_sum(bindparam("low"), bindparam("high"), d) for d in _DIRECTIONS)
+_ROWS_COUNT = tuple(rows_count(bindparam("low"), bindparam("high"), d) for d in _DIRECTIONS)
 
 
 def _add_counts(dialect: Any) -> Any:
@@ -109,26 +113,6 @@ def window_total(conn: Connection, account_id: int, start_ts: int, end_ts: int, 
     return int(total)
 
 
-def hours_sum(first_hour: Any, end_hour: Any, direction: Any | None) -> Any:
-    """The calls counted in the whole hours ``[first_hour, end_hour)`` (SQL expressions), as a scalar."""
-    where = [
-        call_hour_counts.c.account_id == bindparam("account_id"),
-        call_hour_counts.c.hour >= first_hour,
-        call_hour_counts.c.hour < end_hour,
-    ]
-    if direction is not None:
-        where.append(call_hour_counts.c.direction == direction)
-    return select(func.coalesce(func.sum(call_hour_counts.c.n), 0)).where(*where).scalar_subquery()
-
-
-def rows_count(low: Any, high: Any, direction: Any | None) -> Any:
-    """The account's calls with ``start_ts`` in ``[low, high)``, counted row by row, as a scalar."""
-    where = [calls.c.account_id == bindparam("account_id"), calls.c.start_ts >= low, calls.c.start_ts < high]
-    if direction is not None:
-        where.append(calls.c.direction == direction)
-    return select(func.count()).select_from(calls).where(*where).scalar_subquery()
-
-
 # Offsets past every whole hour land in the window's first, partial hour (or past the window's end,
 # where the page is empty anyway): that segment takes any remainder.
 _REST = 2**62
@@ -145,19 +129,14 @@ def locate_segment(
     row ``offset`` is row ``skip`` of the window cut at ``high``; ``skip`` is less than a segment's
     calls. The hours are walked from the newest with a running sum, over the counts alone.
     """
-    where = [
-        call_hour_counts.c.account_id == bindparam("account_id"),
-        call_hour_counts.c.hour >= bindparam("first_hour"),
-        call_hour_counts.c.hour < bindparam("end_hour"),
-    ]
-    if direction is not None:
-        where.append(call_hour_counts.c.direction == direction)
+    where = _hour_range(bindparam("first_hour"), bindparam("end_hour"), direction)
     upper = (cast(call_hour_counts.c.hour, BigInteger) + 1) * HOUR
     segments: list[Any] = [
         select(upper.label("upper"), func.sum(call_hour_counts.c.n).label("n")).where(*where).group_by(upper)
     ]
     if top:
-        segments.append(select(high.label("upper"), rows_count(top_low, high, direction).label("n")))
+        top_n = rows_count(top_low, high, direction).scalar_subquery()
+        segments.append(select(high.label("upper"), top_n.label("n")))
     segments.append(select(bottom_high.label("upper"), literal(_REST).label("n")))
     seg = union_all(*segments).subquery("seg")
     run = select(
@@ -179,12 +158,8 @@ def _newest_first(unit: int) -> tuple[Any, Any]:
     so SQLite sorts a month's 720 hours, not their 2,900 (hour, direction) rows. Indexed by whether a
     direction is given."""
     statements = []
-    for where in _with_direction(
-        call_hour_counts,
-        call_hour_counts.c.account_id == bindparam("account_id"),
-        call_hour_counts.c.hour >= bindparam("low"),
-        call_hour_counts.c.hour < bindparam("high"),
-    ):
+    for direction in _DIRECTIONS:
+        where = _hour_range(bindparam("low"), bindparam("high"), direction)
         hours = select(call_hour_counts.c.hour, func.sum(call_hour_counts.c.n).label("n")).where(*where)
         if unit == 1:
             statements.append(

@@ -7,7 +7,7 @@ row's ``id`` is the public id in signed links; it stays the same when the bytes 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
@@ -18,7 +18,7 @@ from pbx_cdr.db.tables import calls, recordings
 
 @dataclass(frozen=True)
 class NewVersion:
-    """The facts of freshly stored bytes."""
+    """The facts of freshly stored bytes: the recording's columns they set (first upload or replace)."""
 
     storage_key: str
     file_size: int
@@ -120,11 +120,7 @@ def save_version(
             .values(
                 account_id=account_id,
                 call_uuid=uuid,
-                storage_key=version.storage_key,
-                file_size=version.file_size,
-                duration=version.duration,
-                sha256=version.sha256,
-                audio_format=version.audio_format,
+                **asdict(version),
                 recorded_ts=recorded_ts,
                 created_ts=now,
             )
@@ -145,15 +141,7 @@ def save_version(
     conn.execute(
         update(recordings)
         .where(recordings.c.id == old.id)
-        .values(
-            storage_key=version.storage_key,
-            file_size=version.file_size,
-            duration=version.duration,
-            sha256=version.sha256,
-            audio_format=version.audio_format,
-            created_ts=now,
-            **changes,
-        )
+        .values(**asdict(version), created_ts=now, **changes)
     )
     return Saved(id=old.id, status="replaced", stale_key=old.storage_key)
 
