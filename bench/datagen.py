@@ -395,11 +395,19 @@ def _hour_keys(account_ids: np.ndarray, start: np.ndarray, direction: np.ndarray
     return ((account_ids.astype(np.int64) << HOUR_BITS) + start // 3600) * 4 + direction
 
 
-def unpack_hour_counts(keys: np.ndarray, counts: np.ndarray) -> list[dict[str, Any]]:
+def day_keys(hour_keys: np.ndarray) -> np.ndarray:
+    """The packed keys of :func:`_hour_keys` with each hour replaced by its UTC day."""
+    rest = hour_keys // 4
+    hour = rest & ((1 << HOUR_BITS) - 1)
+    return ((rest - hour) + hour // 24) * 4 + hour_keys % 4
+
+
+def unpack_hour_counts(keys: np.ndarray, counts: np.ndarray, unit: str = "hour") -> list[dict[str, Any]]:
+    """Packed (account, hour or day, direction) keys and their counts as rows of the counts table."""
     direction = keys % 4
     rest = keys // 4
     return [
-        {"account_id": int(a), "hour": int(h), "direction": DIRECTIONS[int(d)], "n": int(c)}
+        {"account_id": int(a), unit: int(h), "direction": DIRECTIONS[int(d)], "n": int(c)}
         for a, h, d, c in zip(
             (rest >> HOUR_BITS).tolist(),
             (rest & ((1 << HOUR_BITS) - 1)).tolist(),

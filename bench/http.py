@@ -118,7 +118,8 @@ class RssSampler:
 
 
 @contextmanager
-def serve(url: str, data_dir: Path) -> Iterator[PbxServer]:
+def serve(url: str, data_dir: Path, *, list_cache_mb: int | None = None) -> Iterator[PbxServer]:
+    """``pbx-cdr serve`` with 2 workers; ``list_cache_mb=0`` reads every list from the database."""
     env = {
         "PBX_CDR_DATABASE_URL": url,
         "PBX_CDR_DATA_DIR": str(data_dir),
@@ -126,6 +127,8 @@ def serve(url: str, data_dir: Path) -> Iterator[PbxServer]:
         "PBX_CDR_LOG_LEVEL": "WARNING",
         # SQLite keeps its default synchronous=FULL: every figure is of durable commits.
     }
+    if list_cache_mb is not None:
+        env["PBX_CDR_LIST_CACHE_MB"] = str(list_cache_mb)
     with pbx_server(env, workers=WORKERS) as server:
         yield server
 

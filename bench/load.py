@@ -12,7 +12,8 @@ than growing it row by row. Generation runs in a second process, so both cores w
   ``wal_level=minimal`` nothing is WAL-logged and the rows arrive frozen and all-visible (index-only
   scans need no VACUUM); then the indexes, two builds at a time, one per core.
 
-Hour counts are counted with numpy in the generator process and written once at the end.
+Hour counts are counted with numpy in the generator process and written once at the end, with the
+day counts summed from them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import make_url
 
 from bench.copytext import TextCells, encode
-from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator, check_keys, unpack_hour_counts
+from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator, check_keys, day_keys, unpack_hour_counts
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.migrate import upgrade
@@ -130,13 +131,27 @@ def _produce(gen: Generator, *, copy_text: bool) -> Iterator[Item]:
             proc.terminate()
 
 
-def hour_counts(keys: list[np.ndarray], counts: list[np.ndarray]) -> list[dict[str, Any]]:
-    """Sum the chunks' (account, hour, direction) counts: a call's hour can span two daily chunks."""
+@dataclass
+class CountRows:
+    """The rows of ``call_hour_counts`` and of ``call_day_counts``."""
+
+    hours: list[dict[str, Any]]
+    days: list[dict[str, Any]]
+
+
+def _sum_by_key(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return unique, np.bincount(inverse, weights=counts).astype(np.int64)
+
+
+def hour_counts(keys: list[np.ndarray], counts: list[np.ndarray]) -> CountRows:
+    """Sum the chunks' (account, hour, direction) counts (a call's hour can span two daily chunks),
+    then those sums by (account, UTC day, direction)."""
     if not keys:
-        return []
-    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    totals = np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
-    return unpack_hour_counts(unique, totals)
+        return CountRows([], [])
+    hours, per_hour = _sum_by_key(np.concatenate(keys), np.concatenate(counts))
+    days, per_day = _sum_by_key(day_keys(hours), per_hour)
+    return CountRows(unpack_hour_counts(hours, per_hour), unpack_hour_counts(days, per_day, "day"))
 
 
 def load(url: str, calls: int, *, now: int | None = None, seed: int = 7) -> LoadReport:
@@ -205,7 +220,7 @@ class _SqliteLoader:
         self.conn.execute("COMMIT")
         return keys, counts
 
-    def restore_indexes(self, counts: list[dict[str, Any]]) -> None:
+    def restore_indexes(self, counts: CountRows) -> None:
         # A small sorter memory makes SQLite sort in runs on two helper threads (measured: 9.9 ->
         # 7.2 µs a row for the six indexes at 1M calls, against one big in-memory sort).
         self.conn.execute("PRAGMA threads=2")
@@ -214,11 +229,12 @@ class _SqliteLoader:
             self.conn.execute(sql)
         self.conn.execute("PRAGMA cache_size=-262144")
         self.conn.execute("BEGIN")
-        self.conn.executemany(
-            "INSERT INTO call_hour_counts (account_id, hour, direction, n) "
-            "VALUES (:account_id, :hour, :direction, :n)",
-            counts,
-        )
+        for unit, rows in (("hour", counts.hours), ("day", counts.days)):
+            self.conn.executemany(
+                f"INSERT INTO call_{unit}_counts (account_id, {unit}, direction, n) "
+                f"VALUES (:account_id, :{unit}, :direction, :n)",
+                rows,
+            )
         self.conn.execute("COMMIT")
 
     def finish(self) -> None:
@@ -244,7 +260,8 @@ class _PostgresLoader:
             self.conn.execute(
                 "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), contype::text "
                 "FROM pg_constraint "
-                "WHERE conrelid IN ('calls'::regclass, 'call_hour_counts'::regclass) "
+                "WHERE conrelid IN ('calls'::regclass, 'call_hour_counts'::regclass, "
+                "'call_day_counts'::regclass) "
                 "AND contype IN ('u', 'f')"
             )
         )
@@ -274,10 +291,10 @@ class _PostgresLoader:
             conn.commit()
         return keys, counts
 
-    def restore_indexes(self, counts: list[dict[str, Any]]) -> None:
+    def restore_indexes(self, counts: CountRows) -> None:
         """Each build on a connection of its own, two at a time (one per core), biggest first.
 
-        The hour counts go in meanwhile: another table, so no lock is shared.
+        The hour and day counts go in meanwhile: other tables, so no lock is shared.
         """
         unique = [
             f"ALTER TABLE {t} ADD CONSTRAINT {n} {d}" for t, n, d, kind in self.constraints if kind == "u"
@@ -325,11 +342,12 @@ def _build_order(sql: str) -> tuple[bool, int]:
     return " WHERE " in sql, _LONGEST_FIRST.index(name) + 1 if name in _LONGEST_FIRST else 0
 
 
-def _copy_counts(conn: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> None:
+def _copy_counts(conn: psycopg.Connection[Any], counts: CountRows) -> None:
     """Frozen too (emptied in the same transaction), so index-only scans of them need no VACUUM."""
-    text = "".join(f"{r['account_id']}\t{r['hour']}\t{r['direction']}\t{r['n']}\n" for r in rows)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("TRUNCATE call_hour_counts")
-        sql = "COPY call_hour_counts (account_id, hour, direction, n) FROM STDIN (FREEZE)"
-        with cur.copy(sql) as copy:
-            copy.write(text)
+        for unit, rows in (("hour", counts.hours), ("day", counts.days)):
+            text = "".join(f"{r['account_id']}\t{r[unit]}\t{r['direction']}\t{r['n']}\n" for r in rows)
+            cur.execute(f"TRUNCATE call_{unit}_counts")
+            sql = f"COPY call_{unit}_counts (account_id, {unit}, direction, n) FROM STDIN (FREEZE)"
+            with cur.copy(sql) as copy:
+                copy.write(text)

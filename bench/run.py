@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from tests.servers import PbxServer
 
 from bench import http, ingest
 from bench.datagen import Generator
@@ -132,6 +133,45 @@ def run_database(
         run_http(name, url, args, report, work, biggest, small)
 
 
+def _cpu_ms(
+    server: PbxServer, run: Callable[[], http.WrkResult], seconds: int
+) -> tuple[http.WrkResult, float]:
+    """The run, and the server's CPU time per request during it (steadier on a shared machine)."""
+    before = ingest.server_cpu_seconds(server.proc.pid)
+    res = run()
+    spent = ingest.server_cpu_seconds(server.proc.pid) - before
+    return res, 1000 * spent / max(1.0, res.requests_per_s * seconds)
+
+
+def http_lists(
+    name: str, server: PbxServer, tokens: tuple[tuple[str, str], ...], seconds: int, report: Report, note: str
+) -> None:
+    """``/healthz``, then the list of each account, on one server: each list next to that baseline."""
+    health, health_cpu = _cpu_ms(server, lambda: http.wrk(server.base_url + "/healthz", seconds), seconds)
+    report.add(
+        name,
+        f"HTTP /healthz{note}",
+        f"{health.requests_per_s:,.0f} req/s",
+        "(the baseline)",
+        f"p99 {health.p99_ms:.1f} ms, server CPU {health_cpu:.3f} ms/req",
+    )
+    for label, token in tokens:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def listing(h: dict[str, str] = headers) -> http.WrkResult:
+            return http.wrk(server.base_url + "/api/pbx/cdr", seconds, h)
+
+        res, res_cpu = _cpu_ms(server, listing, seconds)
+        share = 100 * res.requests_per_s / health.requests_per_s
+        report.add(
+            name,
+            f"HTTP list, {label} account{note}",
+            f"{res.requests_per_s:,.0f} req/s",
+            f"{share:.0f}% of /healthz",
+            f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}, server CPU {res_cpu:.3f} ms/req",
+        )
+
+
 def run_http(
     name: str, url: str, args: argparse.Namespace, report: Report, work: Path, biggest: int, small: int
 ) -> None:
@@ -141,38 +181,24 @@ def run_http(
     writer = http.issue_token(url, small, ["cdr:write"])
     ingest.make_durable(url)
     bodies = ingest.batch_bodies(json_calls(20_000 if args.quick else 100_000, int(time.time()), seed=11))
-    with http.serve(url, work / f"data-{name}") as server, http.RssSampler(server.proc.pid) as rss:
+    tokens = (("small", read_small), ("biggest", read_big))
+    # The lists first on a server with the list cache on (the default: a repeated question is
+    # answered from memory), then on one with it off, where every list is read from the database;
+    # both before any ingest adds calls.
+    with (
+        http.serve(url, work / f"data-{name}-cached") as cached,
+        http.RssSampler(cached.proc.pid) as rss_cached,
+    ):
+        http_lists(name, cached, tokens, seconds, report, ", list cache on")
+    with (
+        http.serve(url, work / f"data-{name}", list_cache_mb=0) as server,
+        http.RssSampler(server.proc.pid) as rss,
+    ):
 
         def cpu_ms(run: Callable[[], http.WrkResult]) -> tuple[http.WrkResult, float]:
-            """The run, and the server's CPU time per request during it (steadier on a shared machine)."""
-            before = ingest.server_cpu_seconds(server.proc.pid)
-            res = run()
-            spent = ingest.server_cpu_seconds(server.proc.pid) - before
-            return res, 1000 * spent / max(1.0, res.requests_per_s * seconds)
+            return _cpu_ms(server, run, seconds)
 
-        health, health_cpu = cpu_ms(lambda: http.wrk(server.base_url + "/healthz", seconds))
-        report.add(
-            name,
-            "HTTP /healthz",
-            f"{health.requests_per_s:,.0f} req/s",
-            "(the baseline)",
-            f"p99 {health.p99_ms:.1f} ms, server CPU {health_cpu:.3f} ms/req",
-        )
-        for label, token in (("small", read_small), ("biggest", read_big)):
-            headers = {"Authorization": f"Bearer {token}"}
-
-            def listing(h: dict[str, str] = headers) -> http.WrkResult:
-                return http.wrk(server.base_url + "/api/pbx/cdr", seconds, h)
-
-            res, res_cpu = cpu_ms(listing)
-            share = 100 * res.requests_per_s / health.requests_per_s
-            report.add(
-                name,
-                f"HTTP list, {label} account",
-                f"{res.requests_per_s:,.0f} req/s",
-                f"{share:.0f}% of /healthz",
-                f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}, server CPU {res_cpu:.3f} ms/req",
-            )
+        http_lists(name, server, tokens, seconds, report, ", list cache off")
         single, single_cpu = cpu_ms(lambda: ingest.single_posts(server, writer, seconds))
         report.add(
             name,
@@ -195,12 +221,13 @@ def run_http(
                 report.add(name, "download 50 MB, signed route", f"{route:.2f} GB/s", f"cat {cat:.2f} GB/s")
             except Exception as exc:  # the recordings feature is young: report it, keep the run
                 report.add(name, "download 50 MB, signed route", "failed", "-", repr(exc)[:120])
+    peak = max(rss, rss_cached, key=lambda sampler: sampler.peak_kib)
     report.add(
         name,
         "server RSS, largest process",
-        f"{rss.peak_kib / 1024:.0f} MB",
+        f"{peak.peak_kib / 1024:.0f} MB",
         "limit 200 MB",
-        f"{rss.largest()}; sampled every 0.2 s through the HTTP runs",
+        f"{peak.largest()}; sampled every 0.2 s through the HTTP runs",
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pbx_cdr import __version__
 from pbx_cdr.api import openapi_doc
 from pbx_cdr.api.deps import Services
+from pbx_cdr.api.direct_routes import DirectRoutes
 from pbx_cdr.api.middleware import LimitsMiddleware, allowed_methods
 from pbx_cdr.api.responses import error_response
 from pbx_cdr.api.routes import cdr, freeswitch, health, public, recordings
@@ -39,6 +42,7 @@ def create_app(
 ) -> FastAPI:
     """Build the application for ``settings`` (already resolved: see ``config.load_settings``)."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="pbx-cdr",
         version=__version__,
         description="Call detail records and recordings of a FreeSWITCH call centre.",
@@ -65,10 +69,19 @@ def create_app(
     app.include_router(public.router)
     if settings.metrics_enabled:
         app.include_router(observability_routes.router)
+    # Innermost of ours: the list and JSON ingest go straight to their endpoints (api/direct_routes.py).
+    app.add_middleware(DirectRoutes, routes=cdr.direct_routes())
     app.add_middleware(LimitsMiddleware, settings=settings)
     app.add_middleware(ObservabilityMiddleware)  # added last: outermost, sees every answer
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    services: Services = app.state.services
+    await services.close()  # PostgreSQL's async connections belong to this event loop
 
 
 def _install_error_handlers(app: FastAPI) -> None:

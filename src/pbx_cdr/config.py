@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     # Durability: FULL survives power loss as well as crashes; NORMAL survives crashes only.
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     db_pool_size: int = 10
+    list_cache_mb: int = Field(default=16, ge=0)  # list pages kept per process (api/list_cache.py)
 
     # Operations
     log_json: bool = False

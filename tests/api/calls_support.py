@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import counts
-from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
 from pbx_cdr.domain.call import Call
 
 _uuids = itertools.count(1)
@@ -41,14 +41,22 @@ def make_call(start: int, direction: str, ext: str | None, agent: str | None, ca
 
 
 def assert_counts_exact(engine: Engine, account_id: int) -> None:
-    """The kept hour counts equal a fresh count of the account's rows."""
+    """The kept hour and day counts equal a fresh count of the account's rows (zero rows aside)."""
     with db.read(engine) as conn:
-        kept = {
+        hours = {
             (r.hour, r.direction): r.n
             for r in conn.execute(select(call_hour_counts).where(call_hour_counts.c.account_id == account_id))
+            if r.n
+        }
+        days = {
+            (r.day, r.direction): r.n
+            for r in conn.execute(select(call_day_counts).where(call_day_counts.c.account_id == account_id))
             if r.n
         }
         rows = conn.execute(
             select(calls.c.start_ts, calls.c.direction).where(calls.c.account_id == account_id)
         ).all()
-    assert kept == dict(counts.hour_deltas((r.start_ts, r.direction) for r in rows))
+    assert hours == {
+        k: n for k, n in counts.hour_deltas((r.start_ts, r.direction) for r in rows).items() if n
+    }
+    assert days == {k: n for k, n in counts.day_deltas((r.start_ts, r.direction) for r in rows).items() if n}

@@ -27,6 +27,7 @@ from pbx_cdr.db.tables import call_hour_counts, calls
 from pbx_cdr.db.writer import GroupCommitWriter, WriteJob, writer_for
 from pbx_cdr.domain.call import Call
 from pbx_cdr.ingest.json_cdr import parse_payload
+from tests.api.calls_support import assert_counts_exact
 from tests.conftest import Tenant, cdr
 
 NOW = 1_782_561_600
@@ -111,6 +112,7 @@ def test_waiting_requests_share_one_transaction_and_keep_their_own_statuses(
     assert writer.groups == 1 and writer.jobs == 20
     assert row_count(engine, tenant.id) == 60
     assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+    assert_counts_exact(engine, tenant.id)  # and the day counts
 
 
 def test_identical_concurrent_posts_make_one_row(
@@ -122,6 +124,7 @@ def test_identical_concurrent_posts_make_one_row(
     assert row_count(engine, tenant.id) == 1
     hour = parsed(cdr(uid(1)))[0].start_ts // 3600
     assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id) == {(hour, "outbound"): 1}
+    assert_counts_exact(engine, tenant.id)  # and the day counts
 
 
 def test_a_later_request_for_the_same_call_is_applied_after_the_earlier_one(
@@ -142,6 +145,7 @@ def test_a_later_request_for_the_same_call_is_applied_after_the_earlier_one(
         start = conn.execute(select(calls.c.start_ts).where(calls.c.uuid == uid(7))).scalar_one()
     assert start == parsed(cdr(uid(7)))[0].start_ts
     assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+    assert_counts_exact(engine, tenant.id)  # and the day counts
 
 
 def test_the_same_uuid_in_two_accounts_is_two_calls(
@@ -168,6 +172,7 @@ def test_one_failing_request_does_not_fail_the_others(
     assert row_count(engine, tenant.id) == 3
     assert row_count(engine, 987654) == 0
     assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+    assert_counts_exact(engine, tenant.id)  # and the day counts
 
 
 def test_a_cancelled_request_is_not_written(
@@ -231,6 +236,7 @@ def test_concurrent_http_posts_each_get_exact_answers(
     assert all(a["created"] == sum(i["status"] == "created" for i in a["data"]) for a in answers)
     assert row_count(engine, tenant.id) == 50
     assert hour_counts(engine, tenant.id) == fresh_counts(engine, tenant.id)
+    assert_counts_exact(engine, tenant.id)  # and the day counts
     listed = client.get(
         "/api/pbx/cdr", params={"from": "2026-06-27", "to": "2026-06-27"}, headers=tenant.read
     )
@@ -264,6 +270,7 @@ def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None
     assert statuses == {"created": 75, "unchanged": 45}
     assert row_count(engines[0], account.id) == 75
     assert hour_counts(engines[1], account.id) == fresh_counts(engines[1], account.id)
+    assert_counts_exact(engines[1], account.id)  # and the day counts
     for e in engines:
         e.dispose()
 

@@ -3,7 +3,9 @@ gives what the plain definition gives: the exact count and the naive ordered sli
 
 Random calls are written through the real write path (``upsert_calls``, ``delete_calls``), in
 timezones with half-hour and 45-minute offsets and DST, across day and hour boundaries, on SQLite and
-on PostgreSQL; then updated (moving start times and directions) and partly deleted.
+on PostgreSQL; then updated (moving start times and directions) and partly deleted. The counts'
+own sums (whole UTC days, edge hours, partial hours) are held to a fresh count for windows cut
+anywhere, and windows of one day and of the maximum are paged through.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.queries import call_list
+from pbx_cdr.db.queries import call_list, counts
 from pbx_cdr.db.queries import calls as call_queries
-from pbx_cdr.db.tables import calls
+from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
 from pbx_cdr.domain.call import Call
 from pbx_cdr.domain.listing import AccountView, ListQuery, parse_list_query
 from pbx_cdr.domain.phone import key_prefix_range, search_key
@@ -93,8 +97,8 @@ def reference(engine: Engine, account_id: int, q: ListQuery) -> tuple[list[str],
 
 def ours(engine: Engine, account_id: int, q: ListQuery, deep_offset: int) -> tuple[list[str], int]:
     with db.read(engine) as conn:
-        rows, total = call_list.list_calls(conn, account_id, q, deep_offset=deep_offset)
-    return [r.uuid for r in rows], total
+        page = call_list.list_calls(conn, account_id, q, deep_offset=deep_offset)
+    return page.uuids(), page.total
 
 
 queries_strategy = st.lists(
@@ -221,3 +225,200 @@ def test_route_serves_the_same_page(client: Any, engine: Engine, tenant: Tenant)
         uuids, total = reference(engine, tenant.id, q)
         assert body["total"] == total
         assert [item["uuid"] for item in body["data"]] == uuids
+
+
+# Day counts: whole UTC days come from call_day_counts, the hours of the partial days at a window's
+# edges from call_hour_counts, the partial hours from the calls. Calls over ten UTC days, windows cut
+# anywhere: on whole days, whole hours, half hours, single seconds.
+DAY = 86400
+SPAN_START = int(datetime(2026, 3, 25, tzinfo=UTC).timestamp())
+SPAN = 10 * DAY
+
+spread_strategy = st.lists(
+    st.tuples(st.integers(0, SPAN - 1), st.sampled_from(("inbound", "outbound", "internal"))),
+    min_size=10,
+    max_size=80,
+)
+# A cut: a day, then an hour and a second inside it, each snapped or not.
+cut_strategy = st.tuples(
+    st.integers(-1, 11), st.sampled_from((0, 1, 5, 12, 23)), st.sampled_from((0, 1, 1800, 3599))
+)
+
+
+def cut(raw: tuple[int, int, int]) -> int:
+    day, hour, second = raw
+    return SPAN_START + day * DAY + hour * 3600 + second
+
+
+def account_rows(engine: Engine, account_id: int) -> list[Any]:
+    with db.read(engine) as conn:
+        return list(
+            conn.execute(
+                select(calls.c.start_ts, calls.c.id, calls.c.direction).where(
+                    calls.c.account_id == account_id
+                )
+            )
+        )
+
+
+def check_sums(engine: Engine, account_id: int, windows: list[tuple[int, int]]) -> None:
+    """``window_total`` and ``locate`` of each window, against the rows counted in Python."""
+    rows = sorted(account_rows(engine, account_id), key=lambda r: (r.start_ts, r.id), reverse=True)
+    with db.read(engine) as conn:
+        for low, high in windows:
+            for direction in (None, "inbound"):
+                starts = [
+                    r.start_ts for r in rows if low <= r.start_ts < high and direction in (None, r.direction)
+                ]
+                assert counts.window_total(conn, account_id, low, high, direction) == len(starts), (low, high)
+                for offset in sorted({0, 1, len(starts) // 2, max(len(starts) - 1, 0), len(starts)}):
+                    total, cut_at, skip = counts.locate(conn, account_id, low, high, direction, offset)
+                    assert total == len(starts), (low, high, direction)
+                    if offset < total:
+                        # Row ``offset`` is row ``skip`` of the window cut at ``cut_at``.
+                        assert sum(1 for s in starts if s >= cut_at) == offset - skip, (low, high, offset)
+                        assert 0 <= skip < sum(1 for s in starts if s < cut_at), (low, high, offset)
+
+
+def test_every_cut_of_a_dense_span(engine: Engine, make_tenant: Callable[..., Tenant]) -> None:
+    """Calls every 7 minutes 13 seconds over four UTC days; every window between two cuts from
+    midnights, their neighbouring seconds, whole and half hours: within one day, across one
+    midnight, across whole days."""
+    account_id = make_tenant(timezone="UTC", country=COUNTRY).id
+    directions = ("inbound", "outbound", "internal", "local")
+    batch = [
+        make_call(SPAN_START + i * 433, directions[i % 7 % 4], None, None, "0987654321", "1001")
+        for i in range(4 * DAY // 433)
+    ]
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, account_id, COUNTRY, batch, origin="api", now=1)
+    assert_counts_exact(engine, account_id)
+    points = [
+        SPAN_START + day * DAY + at
+        for day in (0, 1, 3)
+        for at in (-1, 0, 1, 5 * 3600, 5 * 3600 + 1800, 12 * 3600 - 1, 23 * 3600, DAY - 1)
+    ]
+    check_sums(engine, account_id, [(a, b) for a in points for b in points if a <= b])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    raw=spread_strategy,
+    moves=st.lists(st.tuples(st.integers(0, 79), st.integers(-2 * DAY, 2 * DAY)), max_size=10),
+    deletes=st.lists(st.integers(0, 79), max_size=8),
+    cuts=st.lists(st.tuples(cut_strategy, cut_strategy), min_size=1, max_size=6),
+)
+def test_day_and_hour_sums_equal_a_fresh_count(
+    engine: Engine,
+    make_tenant: Callable[..., Tenant],
+    raw: list[tuple[int, str]],
+    moves: list[tuple[int, int]],
+    deletes: list[int],
+    cuts: list[tuple[tuple[int, int, int], tuple[int, int, int]]],
+) -> None:
+    """Totals and located rows of windows cut anywhere, before and after corrections that move
+    calls across UTC days and deletes."""
+    account_id = make_tenant(timezone="UTC", country=COUNTRY).id
+    batch = [make_call(SPAN_START + at, d, None, None, "0987654321", "1001") for at, d in raw]
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, account_id, COUNTRY, batch, origin="api", now=1)
+    windows = [tuple(sorted((cut(a), cut(b)))) for a, b in cuts]
+    assert_counts_exact(engine, account_id)
+    check_sums(engine, account_id, windows)  # type: ignore[arg-type]
+    if batch:
+        moved = {}
+        for index, shift in moves:
+            old = moved.get(index % len(batch), batch[index % len(batch)])
+            moved[index % len(batch)] = replace(
+                old, start_ts=old.start_ts + shift, end_ts=old.start_ts + shift + 30
+            )
+        with db.write(engine) as conn:
+            call_queries.upsert_calls(conn, account_id, COUNTRY, list(moved.values()), origin="api", now=2)
+        with db.write(engine) as conn:
+            call_queries.delete_calls(conn, account_id, list({batch[i % len(batch)].uuid for i in deletes}))
+    assert_counts_exact(engine, account_id)
+    check_sums(engine, account_id, windows)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tz", ["Asia/Kolkata", "Europe/Berlin", "America/St_Johns", "UTC"])
+def test_windows_of_one_day_and_of_the_maximum(
+    engine: Engine, make_tenant: Callable[..., Tenant], tz: str
+) -> None:
+    """Calls over 40 days around Europe's spring DST change, some exactly on UTC and local
+    midnights; pages and totals of 1-day and 31-day windows, before and after calls are moved
+    across days and deleted."""
+    account_id = make_tenant(timezone=tz, country=COUNTRY).id
+    zone = ZoneInfo(tz)
+    first = date(2026, 3, 10)
+    midnights = []
+    for i in range(40):
+        day = first + timedelta(days=i)
+        local = int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
+        utc = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+        midnights += [local - 1, local, utc - 1, utc, utc + 1800]
+    base = int(datetime(2026, 3, 10, tzinfo=UTC).timestamp())
+    starts = midnights + [base + (i * 7919 * 13) % (40 * DAY) for i in range(1200)]
+    batch = [
+        make_call(s, ("inbound", "outbound", "internal")[i % 3], None, None, "0987654321", "1001")
+        for i, s in enumerate(starts)
+    ]
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, account_id, COUNTRY, batch, origin="api", now=1)
+    view = AccountView(tz, COUNTRY, 31)
+    windows = [
+        (date(2026, 3, 28), date(2026, 3, 28)),
+        (date(2026, 3, 29), date(2026, 3, 29)),  # 23 hours in Berlin
+        (date(2026, 3, 30), date(2026, 3, 30)),
+        (date(2026, 3, 12), date(2026, 4, 12)),  # the maximum: 31 days after from
+        (date(2026, 3, 1), date(2026, 4, 1)),  # starts before the first call
+    ]
+
+    def check_windows() -> None:
+        for start, end in windows:
+            for extra in ({}, {"direction": "outbound"}):
+                for page, per_page in ((1, 50), (3, 7), (9, 100), (401, 1), (10_000, 1)):
+                    params = {"from": start.isoformat(), "to": end.isoformat(), **extra}
+                    params.update(page=str(page), per_page=str(per_page))
+                    q = parse_list_query(params, view, datetime(2026, 6, 1, tzinfo=UTC).timestamp())
+                    expected = reference(engine, account_id, q)
+                    assert ours(engine, account_id, q, deep_offset=0) == expected, params
+                    assert ours(engine, account_id, q, deep_offset=call_list.DEEP_OFFSET) == expected, params
+
+    check_windows()
+    # Corrections: every 7th call a day and a half later, every 11th 5 hours and a second earlier.
+    moved = [
+        replace(c, start_ts=c.start_ts + shift, end_ts=c.start_ts + shift + 30)
+        for i, c in enumerate(batch)
+        for shift in ((DAY + DAY // 2,) if i % 7 == 0 else (-5 * 3600 - 1,) if i % 11 == 0 else ())
+    ]
+    with db.write(engine) as conn:
+        assert set(call_queries.upsert_calls(conn, account_id, COUNTRY, moved, origin="api", now=2)) == {
+            "updated"
+        }
+    with db.write(engine) as conn:
+        call_queries.delete_calls(conn, account_id, [c.uuid for c in batch[::5]])
+    assert_counts_exact(engine, account_id)
+    check_windows()
+
+
+def test_rebuild_recomputes_hour_and_day_counts(engine: Engine, make_tenant: Callable[..., Tenant]) -> None:
+    """``counts.rebuild`` (repair) makes both count tables a fresh count again, whatever they held."""
+    account_id, other = make_tenant(country=COUNTRY).id, make_tenant(country=COUNTRY).id
+    for owner in (account_id, other):
+        batch = [
+            make_call(SPAN_START + i * 5003, ("inbound", "local")[i % 2], None, None, "0987654321", "1001")
+            for i in range(300)
+        ]
+        with db.write(engine) as conn:
+            call_queries.upsert_calls(conn, owner, COUNTRY, batch, origin="api", now=1)
+    with db.write(engine) as conn:  # damage both tables: a wrong, a missing and an extra row
+        for table, unit in ((call_hour_counts, "hour"), (call_day_counts, "day")):
+            conn.execute(table.update().where(table.c.account_id == account_id).values(n=table.c.n + 1))
+            conn.execute(table.delete().where(table.c.account_id == account_id, table.c.direction == "local"))
+            conn.execute(table.insert().values(account_id=account_id, direction="outbound", n=9, **{unit: 1}))
+    with db.write(engine) as conn:
+        counts.rebuild(conn, account_id)
+    assert_counts_exact(engine, account_id)
+    assert_counts_exact(engine, other)
+    with db.read(engine) as conn:
+        assert counts.window_total(conn, account_id, SPAN_START, SPAN_START + 300 * 5003, None) == 300

@@ -63,8 +63,8 @@ pytestmark = pytest.mark.parametrize(
 
 def run(conn: Connection, account_id: int, params: dict[str, str]) -> tuple[list[str], int]:
     q = parse_list_query(params, AccountView("Asia/Ho_Chi_Minh", "VN", 31), NOW)
-    rows, total = call_list.list_calls(conn, account_id, q)
-    return [r.uuid for r in rows], total
+    page = call_list.list_calls(conn, account_id, q)
+    return page.uuids(), page.total
 
 
 def test_generic_plans_read_what_custom_plans_read(

@@ -156,21 +156,46 @@ def test_a_batch_naming_a_uuid_twice_is_refused(engine: Engine, tenant: Tenant) 
     assert stored(engine, tenant.id) == {}
 
 
+def on_day(c: Call, days: int) -> Call:
+    """The call ``days`` UTC days later."""
+    shift = days * 24 * HOUR
+    answer = None if c.answer_ts is None else c.answer_ts + shift
+    return dataclasses.replace(c, start_ts=c.start_ts + shift, answer_ts=answer, end_ts=c.end_ts + shift)
+
+
 @pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
+# (hour, day) of: the two calls stored first, then a's new and moved call, then b's.
+@pytest.mark.parametrize(
+    "at",
+    [
+        ((20, 0), (5, 0), (10, 0), (21, 0), (21, 0), (10, 0)),  # hour counts cross
+        ((20, 1), (5, 1), (10, 0), (21, 2), (22, 2), (11, 0)),  # only day counts cross
+    ],
+    ids=["hours", "days"],
+)
 def test_crossing_new_and_moved_calls_do_not_deadlock(
-    engine: Engine, second_engine: Engine, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    second_engine: Engine,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    at: tuple[tuple[int, int], ...],
 ) -> None:
-    """Two transactions, each a new call in one hour and a call moved into the other's hour.
+    """Two transactions, each a new call in one hour and a call moved into the other's hour; or,
+    in hours of their own, a new call on one UTC day and a call moved into the other's day.
 
     Both reach their count updates together (a barrier). Count rows are locked in one sorted
-    statement per transaction, so neither waits for the other in a cycle (PostgreSQL would abort
-    one with "deadlock detected" when a transaction's new and moved calls took their locks in
-    two statements).
+    order per transaction, hours before days, so neither waits for the other in a cycle
+    (PostgreSQL would abort one with "deadlock detected" when a transaction's new and moved calls
+    took their locks in two statements).
     """
-    moved_a, moved_b = call(1, hour=20), call(2, hour=5)
-    upsert(engine, tenant.id, [moved_a, moved_b])
+    first, second, new_a, moved_a, new_b, moved_b = (on_day(call(0, hour=h), d) for h, d in at)
+    a = [dataclasses.replace(new_a, uuid=uid(3)), dataclasses.replace(moved_a, uuid=uid(1))]
+    b = [dataclasses.replace(new_b, uuid=uid(4)), dataclasses.replace(moved_b, uuid=uid(2))]
+    upsert(
+        engine, tenant.id, [dataclasses.replace(first, uuid=uid(1)), dataclasses.replace(second, uuid=uid(2))]
+    )
     barrier = threading.Barrier(2, timeout=30)
     adjust = counts.adjust
 
@@ -180,8 +205,8 @@ def test_crossing_new_and_moved_calls_do_not_deadlock(
 
     monkeypatch.setattr(counts, "adjust", together)
     jobs = {
-        "a": (engine, [call(3, hour=10), call(1, hour=21)]),
-        "b": (second_engine, [call(4, hour=21), call(2, hour=10)]),
+        "a": (engine, a),
+        "b": (second_engine, b),
     }
     outcome: dict[str, Any] = {}
 

@@ -1,5 +1,5 @@
 """A tiny run of the benchmark code, so it cannot rot: the bulk loader must leave exactly the schema the
-migrations make, hour counts equal to a fresh count, the service's own search keys; and the list
+migrations make, hour and day counts equal to a fresh count, the service's own search keys; and the list
 benchmark's totals must equal the naive query's."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pbx_cdr.db.migrate import upgrade
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.accounts import get_account
 from pbx_cdr.db.queries.call_list import list_calls
-from pbx_cdr.db.tables import call_hour_counts, calls
+from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
 from pbx_cdr.demo.generator import LANDLINE_PREFIXES, MOBILE_PREFIXES
 from pbx_cdr.domain.listing import AccountView, parse_list_query
 from pbx_cdr.domain.phone import search_key
@@ -43,7 +43,7 @@ def schema(engine: Engine) -> dict[str, Any]:
             sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
             sorted(tuple(f["constrained_columns"]) for f in inspector.get_foreign_keys(table)),
         )
-        for table in ("calls", "call_hour_counts")
+        for table in ("calls", "call_hour_counts", "call_day_counts")
     }
 
 
@@ -57,13 +57,19 @@ def check_load(url: str, fresh_url: str) -> None:
         assert schema(engine) == schema(fresh)
         with db.read(engine) as conn:
             assert conn.execute(select(func.count()).select_from(calls)).scalar_one() == CALLS
-            kept = {(r.account_id, r.hour, r.direction): r.n for r in conn.execute(select(call_hour_counts))}
+            hours = {(r.account_id, r.hour, r.direction): r.n for r in conn.execute(select(call_hour_counts))}
+            days = {(r.account_id, r.day, r.direction): r.n for r in conn.execute(select(call_day_counts))}
             rows = conn.execute(select(calls.c.account_id, calls.c.start_ts, calls.c.direction)).all()
-        fresh_counts: dict[tuple[int, int, str], int] = {}
+        fresh_hours: dict[tuple[int, int, str], int] = {}
+        fresh_days: dict[tuple[int, int, str], int] = {}
         for r in rows:
             key = (r.account_id, r.start_ts // counts.HOUR, r.direction)
-            fresh_counts[key] = fresh_counts.get(key, 0) + 1
-        assert kept == fresh_counts
+            fresh_hours[key] = fresh_hours.get(key, 0) + 1
+            key = (r.account_id, r.start_ts // counts.DAY, r.direction)
+            fresh_days[key] = fresh_days.get(key, 0) + 1
+        assert hours == fresh_hours
+        assert days == fresh_days
+        assert len({d for _, d, _ in days}) > 1  # the calls span several UTC days
         biggest = report.account_ids[0]
         with db.read(engine) as conn:
             account = get_account(conn, biggest)
@@ -75,8 +81,8 @@ def check_load(url: str, fresh_url: str) -> None:
             with db.read(engine) as conn:
                 ours = list_calls(conn, biggest, q)
                 naive = naive_list(conn, biggest, q, shape.params.get("phone"))
-            assert [r.id for r in ours[0]] == [r.id for r in naive[0]], shape
-            assert ours[1] == naive[1], shape
+            assert ours.uuids() == [r.uuid for r in naive[0]], shape
+            assert ours.total == naive[1], shape
         figures = bench_lists(engine, view, biggest, now, repeat=2, base_repeat=1)
         assert len(figures) == 10
         assert figures[0].total > 0

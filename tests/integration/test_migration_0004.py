@@ -4,42 +4,21 @@ with the same semantics, identifier columns compare bytewise on PostgreSQL, and 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, insert, inspect, select, text
+from sqlalchemy import Engine, func, insert, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.migrate import current_revision, upgrade
 from pbx_cdr.db.queries.recordings import newest_call_with_recording
 from pbx_cdr.db.tables import accounts, calls, recordings
-from tests.servers import PostgresServer
 
 BYTEWISE = {("calls", "uuid"), ("calls", "extension_number"), ("calls", "agent_extension")}
 BYTEWISE |= {("recordings", "call_uuid")}
 _names = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'migrate.sqlite3'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("pg")
-        name = f"pbx_migrate_{next(_names)}"
-        admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = server.url(name)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def call(account_id: int, uuid: str, start: int, extension: str | None = "1001") -> dict[str, Any]:

@@ -6,23 +6,23 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from pbx_cdr import tokens
 from pbx_cdr.api import ratelimit
+from pbx_cdr.api.list_cache import ListCache
 from pbx_cdr.clock import Clock
 from pbx_cdr.config import Settings
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.async_pg import AsyncReader
 from pbx_cdr.db.offload import run_db
 from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.errors import Forbidden, Unauthenticated
 from pbx_cdr.storage.base import Storage
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -34,9 +34,19 @@ class Services:
     clock: Clock
     storage: Storage
     rate_limiter: ratelimit.RateLimiter = field(init=False)
+    list_cache: ListCache = field(init=False)
+    async_reader: AsyncReader | None = field(init=False)  # PostgreSQL: reads awaited on the loop
 
     def __post_init__(self) -> None:
         self.rate_limiter = ratelimit.RateLimiter(self.engine)
+        self.list_cache = ListCache(self.settings.list_cache_mb * 1024 * 1024)
+        self.async_reader = (
+            None if db.is_sqlite(self.engine) else AsyncReader(self.engine, self.settings.db_pool_size)
+        )
+
+    async def close(self) -> None:
+        if self.async_reader is not None:
+            await self.async_reader.close()
 
 
 @dataclass(frozen=True)
@@ -49,10 +59,15 @@ class Principal:
     rate: ratelimit.RateDecision = ratelimit.UNLIMITED
 
 
-async def get_services(request: Request) -> Services:
-    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request for a lookup.
+def services_of(request: Request) -> Services:
+    """The app's services, for the hottest routes, which skip FastAPI's dependency solving."""
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request for a lookup.
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -73,12 +88,17 @@ def bearer_or_basic(request: Request, *, allow_basic: bool) -> str | None:
     return None
 
 
-def lookup_token(services: Services, token: str | None) -> tuple[token_queries.TokenRow, Account]:
-    """The active token and its account by the token's hash, or 401. Reads only."""
+async def lookup_token(services: Services, token: str | None) -> tuple[token_queries.TokenRow, Account]:
+    """The active token and its account by the token's hash, or 401. Reads only, never a thread:
+    straight through the driver on SQLite (a read of a few microseconds), awaited over an async
+    connection on PostgreSQL (``db/async_pg.py``)."""
     if not token or not tokens.looks_like_token(token):
         raise Unauthenticated()
-    with db.read_one(services.engine) as conn:  # one round trip on PostgreSQL
-        found = token_queries.find_active_token_and_account(conn, tokens.hash_token(token))
+    token_hash = tokens.hash_token(token)
+    if services.async_reader is not None:
+        found = await token_queries.find_active_token_and_account_async(services.async_reader, token_hash)
+    else:
+        found = token_queries.find_active_token_and_account(services.engine, token_hash)
     if found is None:
         raise Unauthenticated()
     return found
@@ -104,27 +124,16 @@ def admit_writes(services: Services, row: token_queries.TokenRow, account: Accou
     return int(services.clock.now()) - row.last_used_ts >= token_queries.LAST_USED_RESOLUTION
 
 
-def authenticate(services: Services, token: str | None, scope: str) -> Principal:
-    """Look the token up by its hash; refuse unknown or revoked ones (401) and missing scopes (403)."""
-    row, account = lookup_token(services, token)
-    return admit(services, row, account, scope)
-
-
 async def authenticate_async(services: Services, token: str | None, scope: str) -> Principal:
-    """:func:`authenticate` from the event loop.
+    """Look the token up by its hash; refuse unknown or revoked ones (401) and missing scopes (403).
 
-    On SQLite the lookup, a read of a few microseconds, runs right here: a hop to a worker thread
-    cost more than the read, and dozens of threads reading at once churned and contended for
-    pooled connections. Writes (a rate-limited token, ``last_used_ts`` once a minute) and every
-    PostgreSQL round trip still go to a thread (at most a pool's worth at once: ``db/offload.py``),
-    so the loop never waits on a lock or the network.
+    The lookup never leaves the event loop (:func:`lookup_token`). Writes (a rate-limited token,
+    ``last_used_ts`` once a minute) go to a worker thread (at most a pool's worth at once:
+    ``db/offload.py``), so the loop never waits on a lock.
     """
-    engine = services.engine
-    if not db.is_sqlite(engine):
-        return await run_db(engine, authenticate, services, token, scope)
-    row, account = lookup_token(services, token)
+    row, account = await lookup_token(services, token)
     if admit_writes(services, row, account):
-        return await run_db(engine, admit, services, row, account, scope)
+        return await run_db(services.engine, admit, services, row, account, scope)
     return admit(services, row, account, scope)
 
 
@@ -134,9 +143,10 @@ def _remember(request: Request, principal: Principal) -> None:
     request.state.rate_limit_headers = principal.rate.headers()
 
 
-async def _authenticate_request(request: Request, scope: str, *, allow_basic: bool) -> Principal:
+async def authenticate_request(request: Request, scope: str, *, allow_basic: bool = False) -> Principal:
+    """The caller, for a route that authenticates in its body instead of through a dependency."""
     # The services straight from the app, not as a sub-dependency: one less for FastAPI to solve.
-    services: Services = request.app.state.services
+    services = services_of(request)
     token = bearer_or_basic(request, allow_basic=allow_basic)
     principal = await authenticate_async(services, token, scope)
     _remember(request, principal)
@@ -145,29 +155,9 @@ async def _authenticate_request(request: Request, scope: str, *, allow_basic: bo
 
 def require_scope(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
-        return await _authenticate_request(request, scope, allow_basic=allow_basic)
+        return await authenticate_request(request, scope, allow_basic=allow_basic)
 
     return dependency
-
-
-async def authenticated(request: Request, scope: str, reads: Callable[[Principal], T]) -> T:
-    """``reads(principal)`` for an authenticated caller with ``scope``: a route's database reads.
-
-    What :data:`ReaderDep` and a worker thread of the route's own would do, with one thread hop on
-    PostgreSQL instead of two (the lookup and the reads share it: each hop cost about 0.5 ms of CPU
-    per request). On SQLite both run on the event loop, as :func:`authenticate_async` says.
-    """
-    services: Services = request.app.state.services
-    if db.is_sqlite(services.engine):
-        return reads(await _authenticate_request(request, scope, allow_basic=False))
-    token = bearer_or_basic(request, allow_basic=False)
-
-    def both() -> T:
-        principal = authenticate(services, token, scope)
-        _remember(request, principal)
-        return reads(principal)
-
-    return await run_db(services.engine, both)
 
 
 ReaderDep = Annotated[Principal, Depends(require_scope("cdr:read"))]

@@ -1,4 +1,5 @@
-"""The list page's items, rendered from rows in a few microseconds each.
+"""The list page's items, rendered from rows in a few microseconds each (PostgreSQL's pages; SQLite
+writes its items' JSON itself, ``db/queries/item_json.py``).
 
 :func:`pbx_cdr.domain.call.api_item` is the definition of an item; this is the same function made
 fast for the list's 50 to 200 rows a request. Rows are read by position, not by attribute; the ISO
@@ -16,6 +17,9 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+import orjson
+
+from pbx_cdr.db.queries.call_list import ListPage
 from pbx_cdr.db.queries.calls import API_COLUMNS
 from pbx_cdr.domain.call import API_FIELDS
 
@@ -106,3 +110,11 @@ def list_items(rows: Iterable[Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def page_data(page: ListPage) -> tuple[int, orjson.Fragment]:
+    """The number of items and the page's ``data`` array as JSON, whichever form the page came in:
+    items the database already wrote (joined as they are) or rows to render."""
+    if page.items is not None:
+        return len(page.items), orjson.Fragment("[" + ",".join(page.items) + "]")
+    return len(page.rows), orjson.Fragment(orjson.dumps(list_items(page.rows)))

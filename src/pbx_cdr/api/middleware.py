@@ -15,7 +15,7 @@ the socket (``api/protocol.py``), so a slow or endless head never reaches the ap
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -149,8 +149,19 @@ def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """The ``Allow`` header of a 405: the methods of every route whose path matches."""
     probe: dict[str, Any] = {**scope, "method": "\x00"}  # a method no route has: path matches are PARTIAL
     methods: set[str] = set()
-    for route in routes:
+    for route in _flat(routes):
         match, _ = route.matches(probe)
         if match is Match.PARTIAL:
             methods |= set(getattr(route, "methods", None) or ())
     return ", ".join(sorted(methods))
+
+
+def _flat(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """Routes, with those of included routers in place of the router (FastAPI >= 0.16x keeps an
+    included router as one entry of ``app.routes``, whose own match is no route's)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flat(included.routes)
+        else:
+            yield route

@@ -50,6 +50,9 @@ accounts = Table(
     Column("recording_url_ttl", Integer, nullable=False),
     Column("rate_limit_per_minute", Integer, nullable=False),
     Column("created_ts", BigInteger, nullable=False),
+    # Raised by every change to the account's calls (db/queries/accounts.bump_data_version): what
+    # a cached list page was read at (api/list_cache.py).
+    Column("data_version", BigInteger, nullable=False, server_default=text("0")),
 )
 
 api_tokens = Table(
@@ -126,6 +129,17 @@ call_hour_counts = Table(
     Column("n", Integer, nullable=False),
     # Sums read only this index (migration 0003).
     Index("ix_call_hour_counts_cover", "account_id", "hour", "direction", "n"),
+)
+
+# The same counts per UTC day, kept with them: a window sums whole days and its edge hours (0006).
+call_day_counts = Table(
+    "call_day_counts",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", Integer, primary_key=True),  # start_ts // 86400
+    Column("direction", String(8), primary_key=True),
+    Column("n", Integer, nullable=False),
+    Index("ix_call_day_counts_cover", "account_id", "day", "direction", "n"),
 )
 
 recordings = Table(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from pbx_cdr.db.tables import accounts
 
@@ -19,6 +19,7 @@ class Account:
     recording_url_ttl: int
     rate_limit_per_minute: int
     created_ts: int
+    data_version: int = 0  # raised by every change to the account's calls (bump_data_version)
 
 
 def _account(row: object) -> Account:
@@ -69,6 +70,26 @@ def find_account_by_name(conn: Connection, name: str) -> Account | None:
 
 
 def update_account(conn: Connection, account_id: int, **changes: object) -> Account | None:
-    if changes:
-        conn.execute(update(accounts).where(accounts.c.id == account_id).values(**changes))
+    if changes:  # a new timezone or country can change what a list shows: cached pages go
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(**changes, data_version=accounts.c.data_version + 1)
+        )
     return get_account(conn, account_id)
+
+
+_BUMP = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("b_id"))
+    .values(data_version=accounts.c.data_version + 1)
+)
+
+
+def bump_data_version(conn: Connection, account_id: int) -> None:
+    """Mark the account's calls as changed, in the transaction that changes them.
+
+    A list page cached at an older version is then never served again (``api/list_cache.py``); the
+    version commits with the change, so no reader sees the new version with the old calls.
+    """
+    conn.execute(_BUMP, {"b_id": account_id})

@@ -3,21 +3,26 @@
 On PostgreSQL each list is **one statement** that returns the page's rows, each with the window's
 total as its last column (one row of NULLs and the total when the page is empty). One statement is one
 snapshot, so the total and the page always agree with no transaction to open, and a list is a single
-round trip. SQLite, with no round trips to save, runs the same total and page as two statements in
-one read transaction (:func:`reader`), and locates deep pages in Python (``counts.locate``).
+round trip; the API awaits it on the event loop (:func:`list_calls_async`). SQLite, with no round
+trips to save, runs the same total and page as two statements in one read transaction
+(:func:`reader`), writes each item's JSON itself (``item_json.py``), and locates deep pages in Python
+(``counts.locate``).
 
-Totals of the unfiltered and direction-only window come from the hour counts (``counts.py``); deep
-pages start at the hour the counts locate; extension and phone filters run as index-only plans over
-their candidate ids. ``tests/api/test_list_consistency.py`` holds every shortcut equal to the naive query.
+Totals of the unfiltered and direction-only window come from the day and hour counts
+(``counts.py``); deep pages start at the hour the counts locate; extension and phone filters run as
+index-only plans over their candidate ids. ``tests/api/test_list_consistency.py`` holds every
+shortcut equal to the naive query.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -39,8 +44,12 @@ from sqlalchemy import (
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.calls import API_COLUMNS
+from pbx_cdr.db.queries.item_json import ITEM_JSON
 from pbx_cdr.db.tables import AGENT_ONLY, calls
 from pbx_cdr.domain.listing import ListQuery
+
+if TYPE_CHECKING:
+    from pbx_cdr.db.async_pg import AsyncReader
 from pbx_cdr.domain.phone import key_prefix_range
 
 # Below this offset a plain OFFSET is as cheap as locating the hour from the counts.
@@ -84,20 +93,35 @@ def _compose(total: Any, ids: Select[Any], offset: Any, skip: Any = None) -> _St
         .order_by(p.c.start_ts.desc(), p.c.id.desc())
     )
     plain = (ids if skip is None else ids.offset(skip)).subquery("ids")
-    page = select(*API_COLUMNS).join_from(plain, calls, calls.c.id == plain.c.id).order_by(*_ORDER)
+    # SQLite writes each item's JSON itself (``item_json``): cheaper than rendering rows in Python.
+    page = select(ITEM_JSON).join_from(plain, calls, calls.c.id == plain.c.id).order_by(*_ORDER)
     return _Statements(combined, select(total.label("total")), page)
 
 
-def _run(
-    conn: Connection, statements: _Statements, offset: int, params: dict[str, Any]
-) -> tuple[list[Any], int]:
-    if conn.dialect.name == "sqlite":
-        total = int(conn.execute(statements.total, params).scalar_one())
-        if offset >= total:
-            return [], total
-        return list(conn.execute(statements.page, params).all()), total
-    rows = conn.execute(statements.combined, params).all()
-    return ([] if rows[0].id is None else list(rows)), int(rows[0].total)
+_UUID = API_COLUMNS.index(calls.c.uuid)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """A page, newest first, and the exact total of the filtered window.
+
+    On SQLite ``items`` holds each item's JSON as the database wrote it (``item_json``) and ``rows``
+    is empty; on PostgreSQL ``items`` is None and ``rows`` are rows of :data:`API_COLUMNS` (then
+    the total), rendered by ``api/list_items.py``.
+    """
+
+    total: int
+    rows: list[Any]
+    items: list[str] | None = None
+
+    def uuids(self) -> list[str]:
+        if self.items is None:
+            return [r[_UUID] for r in self.rows]
+        return [orjson.loads(item)["uuid"] for item in self.items]
+
+
+def _sqlite_page(conn: Connection, page: Select[Any], params: dict[str, Any], total: int) -> ListPage:
+    return ListPage(total, [], list(conn.execute(page, params).scalars()))
 
 
 @lru_cache(maxsize=32)
@@ -208,13 +232,13 @@ def _filtered_statement(direction: bool, extension: bool, phone: bool) -> _State
     return _compose(total, ids, _OFFSET)
 
 
-def _located_page(conn: Connection, q: ListQuery, params: dict[str, Any]) -> tuple[list[Any], int]:
+def _located_page(conn: Connection, q: ListQuery, params: dict[str, Any]) -> ListPage:
     """A deep page on SQLite: the total and the hour located in Python, then the page inside it."""
     total, high, skip = counts.locate(conn, params["account_id"], q.start_ts, q.end_ts, q.direction, q.offset)
     if q.offset >= total:
-        return [], total
+        return ListPage(total, [], [])
     shallow = _window_statement(bool(q.direction), False, False, True, False)
-    return list(conn.execute(shallow.page, {**params, "high": high, "offset": skip}).all()), total
+    return _sqlite_page(conn, shallow.page, {**params, "high": high, "offset": skip}, total)
 
 
 def reader(engine: Engine) -> AbstractContextManager[Connection]:
@@ -225,13 +249,39 @@ def reader(engine: Engine) -> AbstractContextManager[Connection]:
 
 def list_calls(
     conn: Connection, account_id: int, q: ListQuery, *, deep_offset: int = DEEP_OFFSET
-) -> tuple[list[Any], int]:
+) -> ListPage:
     """One page, newest first (ties by id), and the exact total of the whole filtered window.
 
-    Rows start with :data:`API_COLUMNS` (on PostgreSQL the total follows them). Without
-    ``extension`` or ``phone`` the total comes from the hour counts, and a page from ``deep_offset``
-    on starts at the hour the counts locate, so no query ever skips more than an hour's calls.
+    See :class:`ListPage` for the page's two forms. Without ``extension`` or ``phone`` the total
+    comes from the hour counts, and a page from ``deep_offset`` on starts at the hour the counts
+    locate, so no query ever skips more than an hour's calls.
     """
+    statements, params, located = _prepare(account_id, q, deep_offset)
+    if conn.dialect.name == "sqlite":
+        if located:
+            return _located_page(conn, q, params)
+        total = int(conn.execute(statements.total, params).scalar_one())
+        if q.offset >= total:
+            return ListPage(total, [], [])
+        return _sqlite_page(conn, statements.page, params, total)
+    return _pg_page(conn.execute(statements.combined, params).all())
+
+
+async def list_calls_async(reader: AsyncReader, account_id: int, q: ListQuery) -> ListPage:
+    """:func:`list_calls` on PostgreSQL, awaited on the event loop: the same one statement."""
+    statements, params, _ = _prepare(account_id, q, DEEP_OFFSET)
+    return _pg_page(await reader.all_rows(statements.combined, params))
+
+
+def _pg_page(rows: Sequence[Any]) -> ListPage:
+    """The combined statement's rows: the page's rows, each ending with the total, or one row of
+    NULLs and the total."""
+    total = int(rows[0][-1])
+    return ListPage(total, [] if rows[0][0] is None else list(rows))
+
+
+def _prepare(account_id: int, q: ListQuery, deep_offset: int) -> tuple[_Statements, dict[str, Any], bool]:
+    """The list's statements and parameters, and whether SQLite locates the page from the counts."""
     if q.extension is None and q.phone_suffix is None:
         first_hour = -(-q.start_ts // HOUR)  # the first hour that starts inside the window
         end_hour = q.end_ts // HOUR  # the first hour that is not whole inside the window
@@ -256,9 +306,7 @@ def list_calls(
             "limit": q.per_page,
             "offset": q.offset,
         }
-        if deep and whole and conn.dialect.name == "sqlite":
-            return _located_page(conn, q, params)
-        return _run(conn, statement, q.offset, params)
+        return statement, params, deep and whole
     low_key, high_key = key_prefix_range(q.phone_suffix) if q.phone_suffix is not None else (None, None)
     params = {
         "account_id": account_id,
@@ -273,4 +321,4 @@ def list_calls(
         "offset": q.offset,
     }
     statement = _filtered_statement(bool(q.direction), q.extension is not None, q.phone_suffix is not None)
-    return _run(conn, statement, q.offset, params)
+    return statement, params, False

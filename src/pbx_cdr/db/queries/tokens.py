@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
+from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.db.tables import accounts, api_tokens
+
+if TYPE_CHECKING:
+    from pbx_cdr.db.async_pg import AsyncReader
 
 # last_used_ts is written at most this often per token, so reads do not all become writes.
 LAST_USED_RESOLUTION = 60
@@ -68,12 +73,25 @@ _TOKEN_AND_ACCOUNT = (
 )
 
 
-def find_active_token_and_account(conn: Connection, token_hash: str) -> tuple[TokenRow, Account] | None:
+_TOKEN_AND_ACCOUNT_NAMES = tuple(c.name for c in _TOKEN_AND_ACCOUNT.selected_columns)
+
+
+def find_active_token_and_account(engine: Engine, token_hash: str) -> tuple[TokenRow, Account] | None:
     """The active token with its account, in one query (every authenticated request runs it)."""
-    row = conn.execute(_TOKEN_AND_ACCOUNT, {"token_hash": token_hash}).one_or_none()
+    return _token_and_account(db.first_row(engine, _TOKEN_AND_ACCOUNT, {"token_hash": token_hash}))
+
+
+async def find_active_token_and_account_async(
+    reader: AsyncReader, token_hash: str
+) -> tuple[TokenRow, Account] | None:
+    """:func:`find_active_token_and_account`, awaited on the event loop (PostgreSQL)."""
+    return _token_and_account(await reader.first_row(_TOKEN_AND_ACCOUNT, {"token_hash": token_hash}))
+
+
+def _token_and_account(row: tuple[Any, ...] | None) -> tuple[TokenRow, Account] | None:
     if row is None:
         return None
-    fields = row._mapping
+    fields = dict(zip(_TOKEN_AND_ACCOUNT_NAMES, row, strict=True))
     token = TokenRow(
         id=fields["t_id"],
         account_id=fields["t_account_id"],
