@@ -28,13 +28,17 @@ from tests.servers import PbxServer
 from bench.http import WrkResult, wrk
 
 # A fresh, valid UUID per request: thread number and a counter, version 4, RFC 4122 variant.
+# ``thread:set`` sets a *global* of the thread's Lua state: a ``local thread_id`` shadowed it, so every
+# thread numbered itself 0 and made the same uuids (half the "single POSTs" were idempotent retries).
 SINGLE_POST_LUA = """
 local counter = 0
-local thread_id = 0
 local threads = 0
 function setup(thread)
   threads = threads + 1
   thread:set("thread_id", threads)
+end
+function init(args)
+  math.randomseed(os.time() * 64 + thread_id)
 end
 function request()
   counter = counter + 1
