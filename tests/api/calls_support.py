@@ -56,7 +56,6 @@ def assert_counts_exact(engine: Engine, account_id: int) -> None:
         rows = conn.execute(
             select(calls.c.start_ts, calls.c.direction).where(calls.c.account_id == account_id)
         ).all()
-    assert hours == {
-        k: n for k, n in counts.hour_deltas((r.start_ts, r.direction) for r in rows).items() if n
-    }
-    assert days == {k: n for k, n in counts.day_deltas((r.start_ts, r.direction) for r in rows).items() if n}
+    fresh = counts.hour_deltas((r.start_ts, r.direction) for r in rows)
+    assert hours == {k: n for k, n in fresh.items() if n}
+    assert days == {k: n for k, n in counts.days_of(fresh.items()).items() if n}

@@ -9,13 +9,12 @@ nothing it shows has changed, whichever process made the change: totals stay exa
 never needs to hear about another's writes. A window that moves with the clock (``to`` = today)
 resolves to new bounds each day, hence to a new key.
 
-Bounded by bytes (``PBX_CDR_LIST_CACHE_MB``, 0 turns it off), least recently used first out.
-Thread-safe: on PostgreSQL lists run in worker threads.
+Bounded by bytes (``PBX_CDR_LIST_CACHE_MB``, 0 turns it off), least recently used first out. Used
+from the event loop only (lists are read there on both databases), so it takes no lock.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -28,32 +27,28 @@ class ListCache:
         self.max_bytes = max_bytes
         self._pages: OrderedDict[Hashable, bytes] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> bytes | None:
         if not self.max_bytes:
             return None
-        with self._lock:
-            body = self._pages.get(key)
-            if body is not None:
-                self._pages.move_to_end(key)
-            return body
+        body = self._pages.get(key)
+        if body is not None:
+            self._pages.move_to_end(key)
+        return body
 
     def put(self, key: Hashable, body: bytes) -> None:
         if len(body) * _MAX_SHARE > self.max_bytes:
             return
-        with self._lock:
-            old = self._pages.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old)
-            self._pages[key] = body
-            self._bytes += len(body)
-            while self._bytes > self.max_bytes:
-                _, dropped = self._pages.popitem(last=False)
-                self._bytes -= len(dropped)
+        old = self._pages.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old)
+        self._pages[key] = body
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes:
+            _, dropped = self._pages.popitem(last=False)
+            self._bytes -= len(dropped)
 
     @property
     def size(self) -> tuple[int, int]:
         """(pages, bytes) held."""
-        with self._lock:
-            return len(self._pages), self._bytes
+        return len(self._pages), self._bytes

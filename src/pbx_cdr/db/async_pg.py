@@ -88,23 +88,24 @@ class AsyncReader:
 
     async def first_row(self, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The statement's first row as a tuple, or None; as :func:`engine.first_row` on SQLite."""
-        compiled = driver_statement(statement, self.engine.dialect)
-        sql, values = compiled.sql, compiled.bind(params)
-        try:
-            async with self._ready().connection() as conn:
-                cursor = await conn.execute(sql, values)
-                row: tuple[Any, ...] | None = await cursor.fetchone()
-        except psycopg.Error as exc:
-            raise DBAPIError.instance(sql, values, exc, psycopg.Error) from exc
-        return row
+        rows = await self._fetch(statement, params, one=True)
+        return rows[0] if rows else None
 
     async def all_rows(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of the statement, as tuples."""
+        return await self._fetch(statement, params, one=False)
+
+    async def _fetch(
+        self, statement: Select[Any], params: dict[str, Any], *, one: bool
+    ) -> list[tuple[Any, ...]]:
         compiled = driver_statement(statement, self.engine.dialect)
         sql, values = compiled.sql, compiled.bind(params)
         try:
             async with self._ready().connection() as conn:
                 cursor = await conn.execute(sql, values)
+                if one:
+                    row = await cursor.fetchone()
+                    return [] if row is None else [row]
                 return await cursor.fetchall()
         except psycopg.Error as exc:
             raise DBAPIError.instance(sql, values, exc, psycopg.Error) from exc

@@ -21,7 +21,6 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from pbx_cdr.errors import ServiceUnavailable
 
 _WRITE = "pbx_write"
-_SINGLE = "pbx_single_statement"
 _SYNCHRONOUS = "pbx_synchronous"
 _IDLE_SINCE = "pbx_idle_since"
 # A pooled PostgreSQL connection idle for longer than this is checked with a ``SELECT 1`` before use.
@@ -104,12 +103,9 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        if options.get(_SINGLE):  # one statement is atomic on its own: no BEGIN, no COMMIT
-            return
         # A deferred transaction that later writes can fail with SQLITE_BUSY on the lock upgrade;
         # IMMEDIATE waits for the write lock at BEGIN instead (busy_timeout applies).
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
 @contextmanager
@@ -121,16 +117,15 @@ def read(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read_one(engine: Engine) -> Iterator[Connection]:
-    """A read of one statement, outside any transaction: one statement is one snapshot on its own.
-
-    On PostgreSQL one round trip instead of three (BEGIN, the statement, COMMIT); on SQLite two
-    fewer statements through the driver.
-    """
+    """A read of one statement: on PostgreSQL outside any transaction (one statement is one snapshot
+    on its own), one round trip instead of three. SQLite's hot one-statement read, the token
+    lookup, goes straight through the driver instead (:func:`first_row`)."""
+    if is_sqlite(engine):
+        with read(engine) as conn:
+            yield conn
+        return
     with _unavailable_on_loss(), engine.connect() as conn:
-        if is_sqlite(engine):
-            yield conn.execution_options(**{_SINGLE: True})
-        else:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def first_row(engine: Engine, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...] | None:

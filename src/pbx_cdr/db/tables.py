@@ -29,14 +29,17 @@ AGENT_ONLY = (
 
 # SQLite's BIGINT is not an alias of the rowid; INTEGER is. PostgreSQL gets a real BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-# Phone search keys are compared as byte strings: under a linguistic collation ':' would sort
-# among digits and break the suffix ranges.
-SearchKey = String(32).with_variant(String(32, collation="C"), "postgresql")
 
 
 def bytewise(length: int) -> String:
-    """Text only ever compared for equality: bytewise ("C") on PostgreSQL (migration 0004)."""
+    """Text compared byte by byte ("C") on PostgreSQL: only ever compared for equality (migration
+    0004), or ranges of digits (search keys)."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+# Phone search keys are compared as byte strings: under a linguistic collation ':' would sort
+# among digits and break the suffix ranges.
+SearchKey = bytewise(32)
 
 
 accounts = Table(
@@ -118,29 +121,25 @@ calls = Table(
     Index("ix_calls_destination_key", "account_id", "destination_key", "start_ts"),
 )
 
-# Calls per account, UTC hour and direction, kept on every write in the same transaction, so an
-# exact total sums whole hours and counts only the partial hours at the window's edges.
-call_hour_counts = Table(
-    "call_hour_counts",
-    metadata,
-    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
-    Column("hour", Integer, primary_key=True),  # start_ts // 3600
-    Column("direction", String(8), primary_key=True),
-    Column("n", Integer, nullable=False),
-    # Sums read only this index (migration 0003).
-    Index("ix_call_hour_counts_cover", "account_id", "hour", "direction", "n"),
-)
 
-# The same counts per UTC day, kept with them: a window sums whole days and its edge hours (0006).
-call_day_counts = Table(
-    "call_day_counts",
-    metadata,
-    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
-    Column("day", Integer, primary_key=True),  # start_ts // 86400
-    Column("direction", String(8), primary_key=True),
-    Column("n", Integer, nullable=False),
-    Index("ix_call_day_counts_cover", "account_id", "day", "direction", "n"),
-)
+def _counts(name: str, unit: str) -> Table:
+    """Calls per account, ``unit`` and direction; sums read only the covering index (0003, 0006)."""
+    return Table(
+        name,
+        metadata,
+        Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+        Column(unit, Integer, primary_key=True),
+        Column("direction", String(8), primary_key=True),
+        Column("n", Integer, nullable=False),
+        Index(f"ix_{name}_cover", "account_id", unit, "direction", "n"),
+    )
+
+
+# Kept on every write in the same transaction, per UTC hour (start_ts // 3600) and per UTC day
+# (start_ts // 86400): an exact total sums whole days, the whole hours at the window's two edges,
+# and counts only the partial hours there.
+call_hour_counts = _counts("call_hour_counts", "hour")
+call_day_counts = _counts("call_day_counts", "day")
 
 recordings = Table(
     "recordings",

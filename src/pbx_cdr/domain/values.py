@@ -11,4 +11,6 @@ SOURCE_TYPES = (
     "outbound_webphone",
     "internal",
 )
+# Times are epoch seconds below this bound (year 2242) everywhere: ingest refuses later ones.
+MAX_EPOCH = 2**33
 RESULTS = ("answered", "busy", "no_answer", "failed", "cancelled", "rejected", "voicemail")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pbx_cdr.domain import derive
 from pbx_cdr.domain.call import Call
-from pbx_cdr.domain.values import DIRECTIONS, RESULTS, SOURCE_TYPES
+from pbx_cdr.domain.values import DIRECTIONS, MAX_EPOCH, RESULTS, SOURCE_TYPES
 from pbx_cdr.errors import ValidationFailed
 
 MAX_BATCH = 1000
@@ -96,7 +96,7 @@ class _Fields:
         except ValueError:
             self.fail(field, f"The {self.label(field)} field must be a valid date.")
             return None
-        if not 0 <= moment.timestamp() < 2**33:
+        if not 0 <= moment.timestamp() < MAX_EPOCH:
             self.fail(field, f"The {self.label(field)} field is out of range.")
             return None
         return int(moment.timestamp())
@@ -248,7 +248,7 @@ def _moment(item: dict[str, Any], name: str, required: bool = False) -> int | No
         seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise _Unusual from None
-    if not 0 <= seconds < 2**33:
+    if not 0 <= seconds < MAX_EPOCH:
         raise _Unusual
     return int(seconds)
 

@@ -34,8 +34,8 @@ from pbx_cdr.errors import NotFound
 from pbx_cdr.ingest.json_cdr import MAX_BATCH, parse_payload
 from pbx_cdr.observability import metrics
 
-router = APIRouter(prefix="/api/pbx/cdr", tags=["cdr"])
 LIST_PATH = "/api/pbx/cdr"  # GET: the list, POST: JSON ingest; both dispatched by api/direct_routes.py
+router = APIRouter(prefix=LIST_PATH, tags=["cdr"])
 
 MAX_INGEST_BYTES = 8 * 1024 * 1024
 LIST_PARAMS = ("from", "to", "direction", "extension", "phone", "page", "per_page")

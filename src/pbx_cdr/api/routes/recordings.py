@@ -18,6 +18,7 @@ from pbx_cdr.api.routes.cdr import canonical_uuid, find_call
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import recordings as queries
 from pbx_cdr.domain.call import iso
+from pbx_cdr.domain.values import MAX_EPOCH
 from pbx_cdr.errors import NotFound, PayloadTooLarge, ServiceUnavailable, ValidationFailed
 from pbx_cdr.ingest.json_cdr import ISO_WITH_OFFSET
 from pbx_cdr.storage.base import StorageError
@@ -39,7 +40,7 @@ def parse_recorded_at(value: str | None) -> int | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise ValidationFailed({"recorded_at": [message]}) from None
-    if not 0 <= moment < 2**33:
+    if not 0 <= moment < MAX_EPOCH:
         raise ValidationFailed({"recorded_at": ["The recorded at field is out of range."]})
     return int(moment)
 

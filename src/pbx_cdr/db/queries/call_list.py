@@ -47,10 +47,10 @@ from pbx_cdr.db.queries.calls import API_COLUMNS
 from pbx_cdr.db.queries.item_json import ITEM_JSON
 from pbx_cdr.db.tables import AGENT_ONLY, calls
 from pbx_cdr.domain.listing import ListQuery
+from pbx_cdr.domain.phone import key_prefix_range
 
 if TYPE_CHECKING:
     from pbx_cdr.db.async_pg import AsyncReader
-from pbx_cdr.domain.phone import key_prefix_range
 
 # Below this offset a plain OFFSET is as cheap as locating the hour from the counts.
 DEEP_OFFSET = 1000
@@ -253,7 +253,7 @@ def list_calls(
     """One page, newest first (ties by id), and the exact total of the whole filtered window.
 
     See :class:`ListPage` for the page's two forms. Without ``extension`` or ``phone`` the total
-    comes from the hour counts, and a page from ``deep_offset`` on starts at the hour the counts
+    comes from the day and hour counts, and a page from ``deep_offset`` on starts at the hour the counts
     locate, so no query ever skips more than an hour's calls.
     """
     statements, params, located = _prepare(account_id, q, deep_offset)
@@ -283,8 +283,7 @@ def _pg_page(rows: Sequence[Any]) -> ListPage:
 def _prepare(account_id: int, q: ListQuery, deep_offset: int) -> tuple[_Statements, dict[str, Any], bool]:
     """The list's statements and parameters, and whether SQLite locates the page from the counts."""
     if q.extension is None and q.phone_suffix is None:
-        first_hour = -(-q.start_ts // HOUR)  # the first hour that starts inside the window
-        end_hour = q.end_ts // HOUR  # the first hour that is not whole inside the window
+        first_hour, end_hour = counts.whole_hours(q.start_ts, q.end_ts)
         whole = first_hour < end_hour
         deep = q.offset >= deep_offset
         statement = _window_statement(

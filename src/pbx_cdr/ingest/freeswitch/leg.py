@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from pbx_cdr.domain.values import MAX_EPOCH
 from pbx_cdr.ingest.freeswitch.body import decode_body, load_leg_json
 
 A_LEG, B_LEG, AGENT, TRANSFER = "a_leg", "b_leg", "agent", "transfer"
 MAX_LEG_UUID = 64
-MAX_EPOCH = 2**33
 # What switch_url_encode escapes (SWITCH_URL_UNSAFE), and everything outside printable ASCII. A value
 # holding one of these was not encoded; start_stamp ("2026-06-27 08:15:42") always holds two.
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\U0010ffff #&+:;<=>?@\[\\\]^`{|}"]')
