@@ -13,6 +13,7 @@ from pbx_cdr.db import engine as db
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.tables import accounts
+from pbx_cdr.errors import ServiceUnavailable
 from tests.conftest import Tenant
 
 BY_NAME = select(accounts.c.id, accounts.c.name, accounts.c.max_window_days).where(
@@ -41,9 +42,22 @@ def test_the_token_lookup_finds_active_tokens_only(engine: Engine, tenant: Tenan
 
 def test_driver_errors_surface_as_sqlalchemy_errors(tmp_path: Path) -> None:
     # As SQLAlchemy's own errors, the app's handlers and db._unavailable_on_loss see them (503s).
-    engine = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")  # no tables
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     try:
+        with engine.connect():  # the file, with no tables
+            pass
         with pytest.raises(OperationalError, match="no such table"):
             db.first_row(engine, BY_NAME, {"name": "acme"})
+    finally:
+        engine.dispose()
+
+
+def test_a_missing_database_file_is_unavailable_and_never_created(tmp_path: Path) -> None:
+    path = tmp_path / "gone.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with pytest.raises(ServiceUnavailable):
+            db.first_row(engine, BY_NAME, {"name": "acme"})
+        assert not path.exists()  # the read connection never makes an empty database
     finally:
         engine.dispose()

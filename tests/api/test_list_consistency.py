@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.driver import DriverReads
 from pbx_cdr.db.queries import call_list, counts
 from pbx_cdr.db.queries import calls as call_queries
 from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
@@ -265,6 +266,7 @@ def check_sums(engine: Engine, account_id: int, windows: list[tuple[int, int]]) 
     """``window_total`` and ``locate`` of each window, against the rows counted in Python."""
     rows = sorted(account_rows(engine, account_id), key=lambda r: (r.start_ts, r.id), reverse=True)
     with db.read(engine) as conn:
+        reads = DriverReads.of(conn)
         for low, high in windows:
             for direction in (None, "inbound"):
                 starts = [
@@ -272,7 +274,7 @@ def check_sums(engine: Engine, account_id: int, windows: list[tuple[int, int]]) 
                 ]
                 assert counts.window_total(conn, account_id, low, high, direction) == len(starts), (low, high)
                 for offset in sorted({0, 1, len(starts) // 2, max(len(starts) - 1, 0), len(starts)}):
-                    total, cut_at, skip = counts.locate(conn, account_id, low, high, direction, offset)
+                    total, cut_at, skip = counts.locate(reads, account_id, low, high, direction, offset)
                     assert total == len(starts), (low, high, direction)
                     if offset < total:
                         # Row ``offset`` is row ``skip`` of the window cut at ``cut_at``.

@@ -27,7 +27,8 @@ import psycopg
 from sqlalchemy import Engine, Select
 from sqlalchemy.exc import DBAPIError
 
-from pbx_cdr.db.engine import PING_AFTER_IDLE_S, driver_statement
+from pbx_cdr.db.driver import driver_statement
+from pbx_cdr.db.engine import PING_AFTER_IDLE_S
 
 Conn = psycopg.AsyncConnection[Any]
 

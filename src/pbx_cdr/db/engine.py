@@ -9,15 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, create_engine, event
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
+from pbx_cdr.db.driver import DriverReads, thread_readers
 from pbx_cdr.errors import ServiceUnavailable
 
 _WRITE = "pbx_write"
@@ -131,49 +130,36 @@ def read_one(engine: Engine) -> Iterator[Connection]:
 def first_row(engine: Engine, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...] | None:
     """The first row of a one-statement read, as a plain tuple, or None.
 
-    For the reads every request makes (the token lookup). On SQLite it runs straight through the
-    driver: SQLAlchemy's execution and result machinery cost about 60 µs around a 10 µs lookup. The
-    statement is compiled once; its columns must need no result conversion (integers and strings).
-    Driver errors are raised as SQLAlchemy's, so a locked or missing database still answers 503.
-    On PostgreSQL, where the round trip dwarfs that, it is an ordinary :func:`read_one`.
+    For the reads every request makes (the token lookup). On a SQLite file it runs straight through
+    the driver, on this thread's own connection (``db/driver.py``); its columns must need no result
+    conversion (integers and strings). Driver errors are raised as SQLAlchemy's, so a locked or
+    missing database still answers 503. On PostgreSQL, where the round trip dwarfs SQLAlchemy's
+    cost, it is an ordinary :func:`read_one`.
     """
-    if not is_sqlite(engine):
-        with read_one(engine) as conn:
-            row = conn.execute(statement, params).first()
-        return None if row is None else tuple(row)
-    compiled = driver_statement(statement, engine.dialect)
-    sql, values = compiled.sql, compiled.bind(params)
-    with _unavailable_on_loss(), engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        try:
-            found: tuple[Any, ...] | None = raw.execute(sql, values).fetchone()
-        except engine.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(sql, values, exc, engine.dialect.loaded_dbapi.Error) from exc
-    return found
+    readers = thread_readers(engine)
+    if readers is not None:
+        with _unavailable_on_loss():
+            return readers.reads().first(statement, params)
+    with read_one(engine) as conn:
+        row = conn.execute(statement, params).first()
+    return None if row is None else tuple(row)
 
 
-@lru_cache(maxsize=16)
-def driver_statement(statement: Select[Any], dialect: Dialect) -> DriverStatement:
-    """A statement compiled once for ``dialect``, to run through the driver's own cursor."""
-    compiled = statement.compile(dialect=dialect)
-    fixed = {name: value for name, value in compiled.params.items() if value is not None}
-    return DriverStatement(str(compiled), tuple(compiled.positiontup or ()), fixed)
+@contextmanager
+def driver_snapshot(engine: Engine) -> Iterator[DriverReads]:
+    """Reads straight through the driver (statements whose columns need no result conversion).
 
-
-@dataclass(frozen=True)
-class DriverStatement:
-    """SQL, the names of its positional parameters in order (qmark dialects), and the values of
-    the parameters the statement fixes itself (a literal ``0`` becomes a bound parameter)."""
-
-    sql: str
-    positions: tuple[str, ...]
-    fixed: dict[str, Any]
-
-    def bind(self, params: dict[str, Any]) -> Any:
-        """The driver's parameters: a tuple in position order, or a dict for named styles."""
-        merged = {**self.fixed, **params}
-        return tuple(merged[name] for name in self.positions) if self.positions else merged
+    On a SQLite file: this thread's own connection, in a read transaction, so every read sees one
+    state of the database. On any other engine: a pooled connection in :func:`read` (PostgreSQL's
+    default isolation, read committed: its list is one statement and does not come here).
+    """
+    readers = thread_readers(engine)
+    if readers is None:
+        with read(engine) as conn:
+            yield DriverReads.of(conn)
+        return
+    with _unavailable_on_loss(), readers.snapshot() as reads:
+        yield reads
 
 
 @contextmanager

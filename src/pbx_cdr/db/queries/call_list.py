@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.driver import DriverReads
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.calls import API_COLUMNS
 from pbx_cdr.db.queries.item_json import ITEM_JSON
@@ -120,8 +121,8 @@ class ListPage:
         return [orjson.loads(item)["uuid"] for item in self.items]
 
 
-def _sqlite_page(conn: Connection, page: Select[Any], params: dict[str, Any], total: int) -> ListPage:
-    return ListPage(total, [], list(conn.execute(page, params).scalars()))
+def _sqlite_page(reads: DriverReads, page: Select[Any], params: dict[str, Any], total: int) -> ListPage:
+    return ListPage(total, [], reads.scalars(page, params))
 
 
 @lru_cache(maxsize=32)
@@ -232,39 +233,44 @@ def _filtered_statement(direction: bool, extension: bool, phone: bool) -> _State
     return _compose(total, ids, _OFFSET)
 
 
-def _located_page(conn: Connection, q: ListQuery, params: dict[str, Any]) -> ListPage:
+def _located_page(reads: DriverReads, q: ListQuery, params: dict[str, Any]) -> ListPage:
     """A deep page on SQLite: the total and the hour located in Python, then the page inside it."""
-    total, high, skip = counts.locate(conn, params["account_id"], q.start_ts, q.end_ts, q.direction, q.offset)
+    account_id = params["account_id"]
+    total, high, skip = counts.locate(reads, account_id, q.start_ts, q.end_ts, q.direction, q.offset)
     if q.offset >= total:
         return ListPage(total, [], [])
     shallow = _window_statement(bool(q.direction), False, False, True, False)
-    return _sqlite_page(conn, shallow.page, {**params, "high": high, "offset": skip}, total)
+    return _sqlite_page(reads, shallow.page, {**params, "high": high, "offset": skip}, total)
 
 
-def reader(engine: Engine) -> AbstractContextManager[Connection]:
+def reader(engine: Engine) -> AbstractContextManager[Connection | DriverReads]:
     """The read :func:`list_calls` needs: a bare statement on PostgreSQL (one statement, one
-    snapshot); a read transaction on SQLite, whose list is a total and a page (and a located hour)."""
-    return db.read(engine) if db.is_sqlite(engine) else db.read_one(engine)
+    snapshot); on SQLite a read transaction straight through the driver, whose list is a total and
+    a page (and a located hour)."""
+    return db.driver_snapshot(engine) if db.is_sqlite(engine) else db.read_one(engine)
 
 
 def list_calls(
-    conn: Connection, account_id: int, q: ListQuery, *, deep_offset: int = DEEP_OFFSET
+    conn: Connection | DriverReads, account_id: int, q: ListQuery, *, deep_offset: int = DEEP_OFFSET
 ) -> ListPage:
     """One page, newest first (ties by id), and the exact total of the whole filtered window.
 
     See :class:`ListPage` for the page's two forms. Without ``extension`` or ``phone`` the total
     comes from the day and hour counts, and a page from ``deep_offset`` on starts at the hour the counts
-    locate, so no query ever skips more than an hour's calls.
+    locate, so no query ever skips more than an hour's calls. On SQLite the statements run straight
+    through the driver (``db/driver.py``), in ``conn``'s transaction.
     """
     statements, params, located = _prepare(account_id, q, deep_offset)
-    if conn.dialect.name == "sqlite":
-        if located:
-            return _located_page(conn, q, params)
-        total = int(conn.execute(statements.total, params).scalar_one())
-        if q.offset >= total:
-            return ListPage(total, [], [])
-        return _sqlite_page(conn, statements.page, params, total)
-    return _pg_page(conn.execute(statements.combined, params).all())
+    if isinstance(conn, Connection):
+        if conn.dialect.name != "sqlite":
+            return _pg_page(conn.execute(statements.combined, params).all())
+        conn = DriverReads.of(conn)
+    if located:
+        return _located_page(conn, q, params)
+    total = int(conn.scalar(statements.total, params))
+    if q.offset >= total:
+        return ListPage(total, [], [])
+    return _sqlite_page(conn, statements.page, params, total)
 
 
 async def list_calls_async(reader: AsyncReader, account_id: int, q: ListQuery) -> ListPage:

@@ -31,6 +31,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from pbx_cdr.db.driver import DriverReads
 from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
 
 HOUR = 3600
@@ -183,6 +184,7 @@ def whole_hours(start_ts: int, end_ts: int) -> tuple[int, int]:
 def window_total(conn: Connection, account_id: int, start_ts: int, end_ts: int, direction: str | None) -> int:
     """Exact number of the account's calls with ``start_ts`` in ``[start_ts, end_ts)``."""
     first_whole, end_whole = whole_hours(start_ts, end_ts)
+    reads = DriverReads.of(conn)
     total = 0
     if first_whole < end_whole:
         params = {
@@ -191,13 +193,13 @@ def window_total(conn: Connection, account_id: int, start_ts: int, end_ts: int, 
             "end_hour": end_whole,
             "direction": direction,
         }
-        total += conn.execute(_HOURS_SUM[bool(direction)], params).scalar_one()
+        total += reads.scalar(_HOURS_SUM[bool(direction)], params)
         edges = [(start_ts, first_whole * HOUR), (end_whole * HOUR, end_ts)]
     else:
         edges = [(start_ts, end_ts)]
     for low, high in edges:
         if low < high:
-            total += _count_rows(conn, account_id, low, high, direction)
+            total += _count_rows(reads, account_id, low, high, direction)
     return int(total)
 
 
@@ -278,24 +280,26 @@ _SEGMENTS_DESC, _HOURS_DESC = _NEWEST_FIRST[0::2], _NEWEST_FIRST[1::2]
 
 
 def locate(
-    conn: Connection, account_id: int, start_ts: int, end_ts: int, direction: str | None, offset: int
+    reads: DriverReads, account_id: int, start_ts: int, end_ts: int, direction: str | None, offset: int
 ) -> tuple[int, int, int]:
     """The window's exact total, and where row ``offset`` (newest first) lies: ``(total, high, skip)``.
 
     ``high`` and ``skip`` as :func:`locate_segment` says them, found here in Python: the day sums
     and edge hours (which also give the total), then the hours of the one day that holds the row.
     For SQLite, where reading rows costs no round trip and its window functions were the slow part
-    (4 ms for a month of hours at 10M calls). Run it inside one read transaction: the days and hours
-    must agree.
+    (4 ms for a month of hours at 10M calls); its statements run straight through the driver. Run it
+    inside one read transaction: the days and hours must agree.
     """
     first_whole, end_whole = whole_hours(start_ts, end_ts)
     if first_whole >= end_whole:  # no whole hour inside: nothing to skip by
-        return _count_rows(conn, account_id, start_ts, end_ts, direction), end_ts, offset
+        return _count_rows(reads, account_id, start_ts, end_ts, direction), end_ts, offset
     top = (
-        _count_rows(conn, account_id, end_whole * HOUR, end_ts, direction) if end_whole * HOUR < end_ts else 0
+        _count_rows(reads, account_id, end_whole * HOUR, end_ts, direction)
+        if end_whole * HOUR < end_ts
+        else 0
     )
     bottom = (
-        _count_rows(conn, account_id, start_ts, first_whole * HOUR, direction)
+        _count_rows(reads, account_id, start_ts, first_whole * HOUR, direction)
         if start_ts < first_whole * HOUR
         else 0
     )
@@ -310,7 +314,7 @@ def locate(
         "late_start": max(end_day, first_day) * DAY_HOURS,
         "end_hour": end_whole,
     }
-    segments = [(int(f), int(s), int(n)) for f, s, n in conn.execute(_SEGMENTS_DESC[bool(direction)], params)]
+    segments = [(int(f), int(s), int(n)) for f, s, n in reads.rows(_SEGMENTS_DESC[bool(direction)], params)]
     total = top + sum(n for _, _, n in segments) + bottom
     if offset < top:
         return total, end_ts, offset
@@ -321,7 +325,7 @@ def locate(
             continue
         if span == 1:
             return total, (first + 1) * HOUR, remaining
-        hours = conn.execute(_HOURS_DESC[bool(direction)], {**params, "low": first, "high": first + span})
+        hours = reads.rows(_HOURS_DESC[bool(direction)], {**params, "low": first, "high": first + span})
         for hour, m in hours:
             if remaining < m:
                 return total, (int(hour) + 1) * HOUR, remaining
@@ -331,9 +335,9 @@ def locate(
     return total, first_whole * HOUR, remaining
 
 
-def _count_rows(conn: Connection, account_id: int, low: int, high: int, direction: str | None) -> int:
+def _count_rows(reads: DriverReads, account_id: int, low: int, high: int, direction: str | None) -> int:
     params = {"account_id": account_id, "low": low, "high": high, "direction": direction}
-    return int(conn.execute(_ROWS_COUNT[bool(direction)], params).scalar_one())
+    return int(reads.scalar(_ROWS_COUNT[bool(direction)], params))
 
 
 def rebuild(conn: Connection, account_id: int) -> None:

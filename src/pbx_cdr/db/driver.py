@@ -1,0 +1,188 @@
+"""Hot reads straight through the database driver: statements compiled once, run on its own cursor.
+
+SQLAlchemy's execution path (a pool checkout, the ``BEGIN`` of our ``begin`` event, the statement's
+cache key, the result machinery, the pool's reset on return) cost 100-300 µs around the reads every
+request makes, which take 10-300 µs themselves on SQLite. The token lookup and the list run here:
+SQLAlchemy still builds every statement (tables, dialects, parameters) and compiles it once; the
+driver runs it.
+
+On SQLite each thread keeps one read connection of its own (:class:`ThreadReaders`): the event loop
+that runs the reads always finds its connection, and its page cache, where it left them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Connection, Engine, Select, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+
+@lru_cache(maxsize=256)
+def driver_statement(statement: Select[Any], dialect: Dialect) -> DriverStatement:
+    """A statement compiled once for ``dialect``, to run through the driver's own cursor.
+
+    Keyed by the statement object: for statements built once (module constants, ``lru_cache``d
+    builders), never for one built per call.
+    """
+    compiled = statement.compile(dialect=dialect)
+    fixed = {name: value for name, value in compiled.params.items() if value is not None}
+    return DriverStatement(str(compiled), tuple(compiled.positiontup or ()), fixed)
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """SQL, the names of its positional parameters in order (qmark dialects), and the values of
+    the parameters the statement fixes itself (a literal ``0`` becomes a bound parameter)."""
+
+    sql: str
+    positions: tuple[str, ...]
+    fixed: dict[str, Any]
+
+    def bind(self, params: dict[str, Any]) -> Any:
+        """The driver's parameters: a tuple in position order, or a dict for named styles."""
+        merged = {**self.fixed, **params}
+        return tuple(merged[name] for name in self.positions) if self.positions else merged
+
+
+class DriverReads:
+    """Reads on one DB-API connection, in whatever transaction it is in.
+
+    Columns come back as the driver gives them: use it for statements whose columns need no
+    SQLAlchemy result conversion (integers, strings, the JSON text SQLite renders).
+    """
+
+    def __init__(self, raw: Any, dialect: Dialect) -> None:
+        self.raw = raw
+        self.dialect = dialect
+
+    @classmethod
+    def of(cls, conn: Connection) -> DriverReads:
+        """The reads of an SQLAlchemy connection's own DB-API connection (and its transaction)."""
+        return cls(conn.connection.dbapi_connection, conn.dialect)
+
+    def rows(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        compiled = driver_statement(statement, self.dialect)
+        values = compiled.bind(params)
+        error = self.dialect.loaded_dbapi.Error
+        try:
+            cursor = self.raw.cursor()
+            try:
+                cursor.execute(compiled.sql, values)
+                rows: list[tuple[Any, ...]] = cursor.fetchall()
+            finally:
+                cursor.close()
+        except error as exc:  # as SQLAlchemy's own errors: the app's handlers map them (503s)
+            raise DBAPIError.instance(compiled.sql, values, exc, error) from exc
+        return rows
+
+    def first(self, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...] | None:
+        found = self.rows(statement, params)
+        return found[0] if found else None
+
+    def scalar(self, statement: Select[Any], params: dict[str, Any]) -> Any:
+        return self.rows(statement, params)[0][0]
+
+    def scalars(self, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+        return [row[0] for row in self.rows(statement, params)]
+
+
+class ThreadReaders:
+    """One read-only ``sqlite3`` connection per thread for one SQLite database file.
+
+    Autocommit: a lone statement is its own snapshot; :meth:`snapshot` wraps several in one read
+    transaction. Closed with the engine (``Engine.dispose``).
+    """
+
+    def __init__(self, path: str, dialect: Dialect) -> None:
+        self.path = path
+        self.dialect = dialect
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+
+    def reads(self) -> DriverReads:
+        """This thread's connection (opened on first use)."""
+        mine: tuple[int, DriverReads] | None = getattr(self._local, "reads", None)
+        if mine is not None and mine[0] == os.getpid():
+            return mine[1]
+        reads = DriverReads(self._connect(), self.dialect)
+        self._local.reads = (os.getpid(), reads)
+        return reads
+
+    @contextmanager
+    def snapshot(self) -> Iterator[DriverReads]:
+        """Several reads that see one state of the database."""
+        reads = self.reads()
+        try:
+            reads.raw.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance("BEGIN", (), exc, sqlite3.Error) from exc
+        try:
+            yield reads
+        finally:
+            if reads.raw.in_transaction:
+                reads.raw.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for raw in opened:
+            raw.close()
+        self._local = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # mode=rw: never create a database file here (the engine and the migrations do that).
+            raw = sqlite3.connect(
+                f"file:{quote(self.path)}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30,
+            )
+            raw.execute("PRAGMA query_only=ON")
+            raw.execute("PRAGMA cache_size=-65536")
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance("connect", (), exc, sqlite3.Error) from exc
+        with self._lock:
+            self._opened.append(raw)
+        return raw
+
+
+_readers: weakref.WeakKeyDictionary[Engine, ThreadReaders | None] = weakref.WeakKeyDictionary()
+_readers_lock = threading.Lock()
+
+
+def thread_readers(engine: Engine) -> ThreadReaders | None:
+    """The per-thread readers of a SQLite engine on a database file; None for any other engine
+    (PostgreSQL, an in-memory or URI-configured SQLite), which reads through its pool."""
+    try:
+        return _readers[engine]
+    except KeyError:
+        pass
+    with _readers_lock:
+        if engine in _readers:
+            return _readers[engine]
+        url = engine.url
+        file_backed = (
+            engine.dialect.name == "sqlite"
+            and bool(url.database)
+            and url.database != ":memory:"
+            and not url.query
+        )
+        readers = ThreadReaders(os.path.abspath(str(url.database)), engine.dialect) if file_backed else None
+        if readers is not None:
+            event.listen(engine, "engine_disposed", lambda _engine: readers.close())
+        _readers[engine] = readers
+        return readers
