@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
 
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.driver import driver_statement
 from pbx_cdr.db.queries import call_list
 from pbx_cdr.db.queries import calls as call_queries
 from pbx_cdr.domain.listing import AccountView, parse_list_query
@@ -123,18 +124,13 @@ def test_extension_page_reads_its_index_in_order_under_a_generic_plan(
     engine: Engine, make_tenant: Callable[..., Tenant]
 ) -> None:
     account_id = busy_account(engine, make_tenant)
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        with db.read_one(engine) as conn:
-            run(conn, account_id, {"extension": "1001"})
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    statement, parameters = seen[-1]
+    with db.read_one(engine) as conn:
+        run(conn, account_id, {"extension": "1001"})  # the statement runs, as the route runs it
+    # ... and this is the SQL and the parameters it ran with (straight through the driver).
+    q = parse_list_query({"extension": "1001"}, AccountView("Asia/Ho_Chi_Minh", "VN", 31), NOW)
+    statements, params, _ = call_list._prepare(account_id, q, call_list.DEEP_OFFSET)
+    compiled = driver_statement(statements.combined, engine.dialect)
+    statement, parameters = compiled.sql, compiled.bind(params)
     with db.read_one(engine) as conn:
         conn.exec_driver_sql("SET enable_seqscan = off")
         conn.exec_driver_sql("SET enable_bitmapscan = off")

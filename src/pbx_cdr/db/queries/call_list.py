@@ -257,14 +257,14 @@ def list_calls(
 
     See :class:`ListPage` for the page's two forms. Without ``extension`` or ``phone`` the total
     comes from the day and hour counts, and a page from ``deep_offset`` on starts at the hour the counts
-    locate, so no query ever skips more than an hour's calls. On SQLite the statements run straight
-    through the driver (``db/driver.py``), in ``conn``'s transaction.
+    locate, so no query ever skips more than an hour's calls. The statements run straight through
+    the driver (``db/driver.py``), in ``conn``'s transaction, as :func:`list_calls_async` runs them.
     """
     statements, params, located = _prepare(account_id, q, deep_offset)
     if isinstance(conn, Connection):
-        if conn.dialect.name != "sqlite":
-            return _pg_page(conn.execute(statements.combined, params).all())
         conn = DriverReads.of(conn)
+    if conn.dialect.name != "sqlite":
+        return _pg_page(conn.rows(statements.combined, params))
     if located:
         return _located_page(conn, q, params)
     total = int(conn.scalar(statements.total, params))
