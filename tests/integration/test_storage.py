@@ -20,6 +20,8 @@ from pbx_cdr.storage import (
     new_recording_key,
     storage_from_url,
 )
+from pbx_cdr.storage import local as local_storage
+from pbx_cdr.storage.local import LOCAL_READ_CHUNK
 from pbx_cdr.storage.s3 import PART_SIZE
 from tests.servers import S3Server
 
@@ -180,3 +182,60 @@ def test_storage_urls(tmp_path: Path) -> None:
     for bad in ("ftp://x/y", "s3:///nobucket", "file://host/path", "/just/a/path"):
         with pytest.raises(ValueError, match=r"storage URL|PBX_CDR_STORAGE_URL"):
             storage_from_url(bad)
+
+
+def _stored(tmp_path: Path, data: bytes) -> tuple[LocalStorage, str]:
+    storage = LocalStorage(tmp_path / "r")
+    key = new_recording_key(5)
+    writer = storage.open_writer(key)
+    writer.write(data)
+    writer.commit()
+    return storage, key
+
+
+def test_local_chunks_read_the_page_cache_without_a_thread(tmp_path: Path) -> None:
+    data = os.urandom(3 * LOCAL_READ_CHUNK + 12345)
+    storage, key = _stored(tmp_path, data)  # just written: in the page cache
+    chunks = storage.read_range(key, 100, len(data) - 7)
+    got = []
+    while (chunk := chunks.next_if_cached()) is not None and chunk:
+        assert isinstance(chunk, bytes) and len(chunk) <= LOCAL_READ_CHUNK
+        got.append(chunk)
+    assert chunk == b""  # the end, told apart from "not cached" (None)
+    chunks.close()
+    assert b"".join(got) == data[100:-7]
+
+
+def test_local_chunks_mix_cached_and_blocking_reads(tmp_path: Path) -> None:
+    # Whatever the page cache holds, the bytes come out once each, in order, whichever way each
+    # chunk is read (the download reads cached ones on the event loop, the rest in a thread).
+    data = os.urandom(5 * LOCAL_READ_CHUNK + 1)
+    storage, key = _stored(tmp_path, data)
+    chunks = storage.read_range(key, 0, len(data))
+    got = []
+    for turn in itertools.count():
+        chunk = chunks.next_if_cached() if turn % 2 else next(chunks, None)
+        if not chunk:
+            if chunk is None and turn % 2:
+                continue
+            break
+        got.append(chunk)
+    assert b"".join(got) == data
+
+
+def test_local_chunks_fall_back_where_reads_cannot_refuse_to_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_storage, "_NOWAIT", None)  # no RWF_NOWAIT (not Linux)
+    storage, key = _stored(tmp_path, b"x" * 1000)
+    chunks = storage.read_range(key, 0, 1000)
+    assert chunks.next_if_cached() is None
+    assert b"".join(chunks) == b"x" * 1000
+    assert chunks.next_if_cached() == b""
+
+
+def test_local_chunks_end_early_when_the_file_shrank(tmp_path: Path) -> None:
+    storage, key = _stored(tmp_path, b"y" * 5000)
+    chunks = storage.read_range(key, 0, 5000)
+    os.truncate(storage.path_for(key), 1000)
+    assert b"".join(chunks) == b"y" * 1000

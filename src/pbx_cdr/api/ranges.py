@@ -73,7 +73,8 @@ def plan_range(range_header: str | None, if_range: str | None, size: int, etag: 
 
 
 class StoredObjectResponse(StreamingResponse):
-    """Streams chunks of a stored object read in a worker thread, one chunk in memory at a time.
+    """Streams chunks of a stored object, one chunk in memory at a time: read on the event loop when
+    the storage can tell they are cached (``next_if_cached``, local files), else in a worker thread.
 
     ``on_finish(bytes_sent)`` runs once when the response ends, completed or cut off by the client.
     With a local file and an ASGI server offering ``http.response.pathsend``, a whole-file response
@@ -111,9 +112,14 @@ class StoredObjectResponse(StreamingResponse):
                 await send({"type": "http.response.pathsend", "path": str(self._local_path)})
                 sent = int(self.headers.get("content-length", "0"))
                 return
+            cached = getattr(self._chunks, "next_if_cached", None)
             while True:
-                chunk = await anyio.to_thread.run_sync(next, self._chunks, None)
+                # What the page cache holds is read right here (a copy of microseconds); anything
+                # that would wait for a disk or a network is read in a worker thread.
+                chunk = cached() if cached is not None else None
                 if chunk is None:
+                    chunk = await anyio.to_thread.run_sync(next, self._chunks, None)
+                if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 sent += len(chunk)
