@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,6 @@ from sqlalchemy import Engine, bindparam, func, select
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.driver import DriverReads, thread_readers
 from pbx_cdr.db.engine import make_engine
-from pbx_cdr.db.queries import accounts as account_queries
 from pbx_cdr.db.tables import accounts
 from tests.conftest import Tenant
 
@@ -23,25 +23,13 @@ COUNT = select(func.count()).select_from(accounts)
 BY_NAME = select(accounts.c.id, accounts.c.name).where(accounts.c.name == bindparam("name"))
 
 
-def add_account(engine: Engine, name: str) -> None:
-    with db.write(engine) as conn:
-        account_queries.create_account(
-            conn,
-            name=name,
-            timezone="UTC",
-            country="VN",
-            max_window_days=31,
-            recording_url_ttl=300,
-            rate_limit_per_minute=0,
-            now=0,
-        )
-
-
 @SQLITE
-def test_a_snapshot_sees_one_state_of_the_database(engine: Engine, tenant: Tenant) -> None:
+def test_a_snapshot_sees_one_state_of_the_database(
+    engine: Engine, tenant: Tenant, make_tenant: Callable[..., Tenant]
+) -> None:
     with db.driver_snapshot(engine) as reads:
         before = reads.scalar(COUNT, {})
-        add_account(engine, "committed-meanwhile")  # another connection commits
+        make_tenant("committed-meanwhile")  # another connection commits
         assert reads.scalar(COUNT, {}) == before  # the snapshot's second read does not see it
         assert reads.first(BY_NAME, {"name": "committed-meanwhile"}) is None
     with db.driver_snapshot(engine) as reads:  # the next one does
