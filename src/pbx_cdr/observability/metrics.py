@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -56,9 +58,21 @@ RATE_LIMITED = Counter(
 PUBLIC_PREFIX = "/api/public/"
 
 
+# Each label set's children, looked up once: ``labels()`` validates and locks on every call.
+@lru_cache(maxsize=1024)
+def _request_children(method: str, route: str, status: int) -> tuple[Any, Any]:
+    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
+
+
+@lru_cache(maxsize=64)
+def _ingested(source: str, outcome: str) -> Any:
+    return INGESTED.labels(source, outcome)
+
+
 def count_request(method: str, route: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    requests, latency = _request_children(method, route, status)
+    requests.inc()
+    latency.observe(seconds)
     if status == 403 and route.startswith(PUBLIC_PREFIX):
         # The public routes answer 403 for one reason only: the link's signature.
         SIGNATURE_FAILURES.inc()
@@ -70,7 +84,7 @@ def count_ingested(source: str, outcomes: Iterable[str]) -> None:
     for outcome in outcomes:
         tally[outcome] = tally.get(outcome, 0) + 1
     for outcome, n in tally.items():
-        INGESTED.labels(source, outcome).inc(n)
+        _ingested(source, outcome).inc(n)
 
 
 def count_rate_limited() -> None:

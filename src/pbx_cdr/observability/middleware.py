@@ -72,6 +72,8 @@ class ObservabilityMiddleware:
         method = str(scope.get("method", "-"))
         route = route_template(scope)
         metrics.count_request(method, route, status, elapsed)
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         client = scope.get("client")
         target = safe_target(str(scope.get("path", "")), scope.get("query_string", b"").decode("latin-1"))
         access_log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
@@ -89,8 +90,13 @@ async def find_active_token_and_account_async(
 
 
 def _token_and_account(row: tuple[Any, ...] | None) -> tuple[TokenRow, Account] | None:
-    if row is None:
-        return None
+    return None if row is None else _parsed(row)
+
+
+# The same row (same token, same account settings and data version) gives equal, immutable objects:
+# every request of a busy client reads the same row, and building them was 6 µs of each request.
+@lru_cache(maxsize=1024)
+def _parsed(row: tuple[Any, ...]) -> tuple[TokenRow, Account]:
     fields = dict(zip(_TOKEN_AND_ACCOUNT_NAMES, row, strict=True))
     token = TokenRow(
         id=fields["t_id"],
