@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
 import pytest
 
+from pbx_cdr.api.ranges import StoredObjectResponse
 from pbx_cdr.storage import (
     LocalStorage,
     ObjectMissing,
@@ -239,3 +242,53 @@ def test_local_chunks_end_early_when_the_file_shrank(tmp_path: Path) -> None:
     chunks = storage.read_range(key, 0, 5000)
     os.truncate(storage.path_for(key), 1000)
     assert b"".join(chunks) == b"y" * 1000
+
+
+def test_a_cached_download_lets_the_event_loop_serve_others_between_chunks(tmp_path: Path) -> None:
+    # Read on the event loop, a cached file's chunks would go out back to back while the socket takes
+    # them (a send that does not wait never yields): the response yields after each one.
+    data = os.urandom(8 * LOCAL_READ_CHUNK)
+    storage, key = _stored(tmp_path, data)
+    ticks = 0
+    sent: list[tuple[int, bytes]] = []  # (the other task's ticks when the chunk went out, the chunk)
+    finished: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:  # takes every byte at once, never waits
+        if message["type"] == "http.response.body":
+            sent.append((ticks, message.get("body", b"")))
+
+    async def on_finish(size: int) -> None:
+        finished.append(size)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    async def main() -> None:
+        nonlocal ticks
+        response = StoredObjectResponse(
+            storage.read_range(key, 0, len(data)),
+            status_code=200,
+            headers={"content-length": str(len(data))},
+            media_type="audio/wav",
+            on_finish=on_finish,
+        )
+        done = asyncio.Event()
+
+        async def other_request() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_request())
+        await response({"type": "http", "method": "GET", "asgi": {"version": "3.0"}}, receive, send)
+        done.set()
+        await other
+
+    asyncio.run(main())
+    chunks = [(at, body) for at, body in sent if body]
+    assert b"".join(body for _, body in chunks) == data and finished == [len(data)]
+    assert len(chunks) == 8
+    # Between any two chunks the other task ran.
+    assert all(later > earlier for (earlier, _), (later, _) in itertools.pairwise(chunks))

@@ -7,6 +7,7 @@ One range per request: audio players ask for one at a time. A multi-range, malfo
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -119,6 +120,10 @@ class StoredObjectResponse(StreamingResponse):
                 chunk = cached() if cached is not None else None
                 if chunk is None:
                     chunk = await anyio.to_thread.run_sync(next, self._chunks, None)
+                else:
+                    # A send returns without yielding while the socket takes the bytes: let the
+                    # other requests of this loop in between chunks, as the thread hop did.
+                    await asyncio.sleep(0)
                 if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
