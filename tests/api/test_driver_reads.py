@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, bindparam, func, literal_column, select, table
+from sqlalchemy.exc import OperationalError
 
+from pbx_cdr.db import driver
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.driver import DriverReads, thread_readers
+from pbx_cdr.db.driver import DriverReads, ThreadReaders, thread_readers
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.tables import accounts
 from tests.conftest import Tenant
@@ -65,20 +67,70 @@ def test_the_read_connections_cannot_write(engine: Engine, tenant: Tenant) -> No
 def test_a_snapshot_ends_its_transaction_even_when_a_read_fails(engine: Engine, tenant: Tenant) -> None:
     readers = thread_readers(engine)
     assert readers is not None
-    broken = select(func.count()).select_from(accounts).where(bindparam("missing") == 1)
-    with pytest.raises(KeyError), db.driver_snapshot(engine) as reads:
-        reads.scalar(broken, {})
+    missing = select(literal_column("x")).select_from(table("no_such_table"))
+    with pytest.raises(OperationalError, match="no such table"), db.driver_snapshot(engine) as reads:
+        reads.scalar(missing, {})
     assert not readers.reads().raw.in_transaction  # a held snapshot would stop checkpoints
     with db.driver_snapshot(engine) as reads:
         assert reads.scalar(COUNT, {}) >= 1
 
 
-def test_disposing_the_engine_closes_the_read_connections(tmp_path: Path) -> None:
+@SQLITE
+def test_a_connection_stuck_in_a_transaction_is_replaced(engine: Engine, tenant: Tenant) -> None:
+    readers = thread_readers(engine)
+    assert readers is not None
+    stuck = readers.reads().raw
+    stuck.execute("BEGIN")  # as if a snapshot's ROLLBACK had failed: its old state must not be served
+    fresh = readers.reads()
+    assert fresh.raw is not stuck and not fresh.raw.in_transaction
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        stuck.execute("SELECT 1")
+
+
+@SQLITE
+def test_connections_of_ended_threads_are_closed(engine: Engine, tenant: Tenant) -> None:
+    readers = thread_readers(engine)
+    assert readers is not None
+    left: list[sqlite3.Connection] = []
+    for _ in range(5):
+        thread = threading.Thread(target=lambda: left.append(readers.reads().raw))
+        thread.start()
+        thread.join()
+    readers.reads()  # opening one (here: this thread's) closes those of threads that have ended
+    for raw in left[:-1]:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            raw.execute("SELECT 1")
+    assert len(readers._opened) <= 2
+
+
+def file_engine(tmp_path: Path) -> tuple[Engine, ThreadReaders]:
+    """A SQLite file's engine (the file made) and its per-thread readers."""
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with engine.connect():
         pass
     readers = thread_readers(engine)
     assert readers is not None
+    return engine, readers
+
+
+def test_a_forked_child_drops_inherited_connections_without_closing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, readers = file_engine(tmp_path)
+    parents = readers.reads().raw
+    monkeypatch.setattr(driver.os, "getpid", lambda: -1)  # now "in a child"
+    childs = readers.reads().raw
+    assert childs is not parents
+    engine.dispose()  # SQLAlchemy's after-fork step fires engine_disposed in the child
+    parents.execute("SELECT 1")  # the parent's connection was left alone
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        childs.execute("SELECT 1")
+    monkeypatch.undo()
+    parents.close()
+
+
+def test_disposing_the_engine_closes_the_read_connections(tmp_path: Path) -> None:
+    engine, readers = file_engine(tmp_path)
     raw = readers.reads().raw
     engine.dispose()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):

@@ -424,3 +424,29 @@ def test_rebuild_recomputes_hour_and_day_counts(engine: Engine, make_tenant: Cal
     assert_counts_exact(engine, other)
     with db.read(engine) as conn:
         assert counts.window_total(conn, account_id, SPAN_START, SPAN_START + 300 * 5003, None) == 300
+
+
+def test_a_deep_page_is_served_even_if_a_day_count_drifted(
+    engine: Engine, make_tenant: Callable[..., Tenant]
+) -> None:
+    """Day counts are written with their hours, so they always agree; were one ever larger than its
+    hours, the located page would still be read (from its day's end), never silently empty."""
+    account_id = make_tenant(timezone="UTC", country=COUNTRY).id
+    base = int(datetime(2026, 6, 20, tzinfo=UTC).timestamp())
+    batch = [
+        make_call(base + i * 1800, "inbound", "1001", "1002", NUMBERS[0], NUMBERS[1]) for i in range(240)
+    ]
+    with db.write(engine) as conn:
+        call_queries.upsert_calls(conn, account_id, COUNTRY, batch, origin="api", now=1)
+        conn.execute(
+            call_day_counts.update()
+            .where(call_day_counts.c.account_id == account_id)
+            .values(n=call_day_counts.c.n + 5)
+        )
+    view = AccountView("UTC", COUNTRY, 31)
+    now = datetime(2026, 6, 27, tzinfo=UTC).timestamp()
+    # 48 calls a day, counted as 53: offsets 48-52 of each day fall past its hours.
+    for offset in range(95, 110):
+        q = parse_list_query({"page": str(offset + 1), "per_page": "1"}, view, now)
+        uuids, total = ours(engine, account_id, q, deep_offset=0)
+        assert total > 240 and len(uuids) == 1, offset

@@ -244,11 +244,21 @@ def test_local_chunks_end_early_when_the_file_shrank(tmp_path: Path) -> None:
     assert b"".join(chunks) == b"y" * 1000
 
 
-def test_a_cached_download_lets_the_event_loop_serve_others_between_chunks(tmp_path: Path) -> None:
+def test_a_cached_download_lets_the_event_loop_serve_others_between_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Read on the event loop, a cached file's chunks would go out back to back while the socket takes
     # them (a send that does not wait never yields): the response yields after each one.
     data = os.urandom(8 * LOCAL_READ_CHUNK)
-    storage, key = _stored(tmp_path, data)
+    storage, key = _stored(tmp_path, data)  # just written: in the page cache
+    blocking: list[int] = []
+    read_blocking = local_storage.LocalChunks.__next__
+
+    def counted(chunks: local_storage.LocalChunks) -> bytes:
+        blocking.append(1)
+        return read_blocking(chunks)
+
+    monkeypatch.setattr(local_storage.LocalChunks, "__next__", counted)
     ticks = 0
     sent: list[tuple[int, bytes]] = []  # (the other task's ticks when the chunk went out, the chunk)
     finished: list[int] = []
@@ -290,5 +300,6 @@ def test_a_cached_download_lets_the_event_loop_serve_others_between_chunks(tmp_p
     chunks = [(at, body) for at, body in sent if body]
     assert b"".join(body for _, body in chunks) == data and finished == [len(data)]
     assert len(chunks) == 8
+    assert blocking == []  # every chunk was read on the loop, none in a worker thread
     # Between any two chunks the other task ran.
     assert all(later > earlier for (earlier, _), (later, _) in itertools.pairwise(chunks))

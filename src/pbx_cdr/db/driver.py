@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -97,11 +97,18 @@ class DriverReads:
         return [row[0] for row in self.rows(statement, params)]
 
 
+# An open connection: the process and the thread that opened it, and the connection.
+_Opened = tuple[int, threading.Thread, sqlite3.Connection]
+
+
 class ThreadReaders:
     """One read-only ``sqlite3`` connection per thread for one SQLite database file.
 
     Autocommit: a lone statement is its own snapshot; :meth:`snapshot` wraps several in one read
-    transaction. Closed with the engine (``Engine.dispose``).
+    transaction, never nested and with no ``await`` inside (a thread's coroutines share its
+    connection). A connection whose thread has ended is closed when the next one is opened; all
+    are closed with the engine (``Engine.dispose``), except those a forked child inherited, which are
+    only dropped (SQLite's connections must not be used, or closed, across a fork).
     """
 
     def __init__(self, path: str, dialect: Dialect) -> None:
@@ -109,15 +116,19 @@ class ThreadReaders:
         self.dialect = dialect
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._opened: list[sqlite3.Connection] = []
+        self._opened: list[_Opened] = []
 
     def reads(self) -> DriverReads:
-        """This thread's connection (opened on first use)."""
+        """This thread's connection (opened on first use), outside any transaction."""
         mine: tuple[int, DriverReads] | None = getattr(self._local, "reads", None)
-        if mine is not None and mine[0] == os.getpid():
-            return mine[1]
-        reads = DriverReads(self._connect(), self.dialect)
-        self._local.reads = (os.getpid(), reads)
+        if mine is None or mine[0] != os.getpid():
+            reads = DriverReads(self._connect(), self.dialect)
+            self._local.reads = (os.getpid(), reads)
+            return reads
+        reads = mine[1]
+        if reads.raw.in_transaction:  # a snapshot that could not end: never serve its old state
+            self._discard(reads)
+            return self.reads()
         return reads
 
     @contextmanager
@@ -131,15 +142,28 @@ class ThreadReaders:
         try:
             yield reads
         finally:
-            if reads.raw.in_transaction:
-                reads.raw.execute("ROLLBACK")
+            try:
+                if reads.raw.in_transaction:
+                    reads.raw.execute("ROLLBACK")
+            except sqlite3.Error:
+                # A read transaction left open would hold its snapshot (and stop checkpoints).
+                self._discard(reads)
 
     def close(self) -> None:
+        pid = os.getpid()
         with self._lock:
             opened, self._opened = self._opened, []
-        for raw in opened:
-            raw.close()
+        for owner, _, raw in opened:
+            if owner == pid:
+                raw.close()
         self._local = threading.local()
+
+    def _discard(self, reads: DriverReads) -> None:
+        self._local.reads = None
+        with self._lock:
+            self._opened = [entry for entry in self._opened if entry[2] is not reads.raw]
+        with suppress(sqlite3.Error):
+            reads.raw.close()
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -153,10 +177,21 @@ class ThreadReaders:
             )
             raw.execute("PRAGMA query_only=ON")
             raw.execute("PRAGMA cache_size=-65536")
+            raw.execute("PRAGMA temp_store=MEMORY")
         except sqlite3.Error as exc:
             raise DBAPIError.instance("connect", (), exc, sqlite3.Error) from exc
+        pid = os.getpid()
         with self._lock:
-            self._opened.append(raw)
+            # A forked child drops what it inherited; everyone closes what ended threads left.
+            kept: list[_Opened] = []
+            ended: list[_Opened] = []
+            for entry in self._opened:
+                if entry[0] != pid:
+                    continue
+                (kept if entry[1].is_alive() else ended).append(entry)
+            self._opened = [*kept, (pid, threading.current_thread(), raw)]
+        for _, _, stale in ended:
+            stale.close()
         return raw
 
 

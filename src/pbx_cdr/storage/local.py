@@ -163,6 +163,7 @@ class LocalChunks(Iterator[bytes]):
         self._fd = handle.fileno()
         self._offset = start
         self._end = end
+        self._nowait = _NOWAIT  # None once the file system has refused the flag
 
     def __next__(self) -> bytes:
         if self._offset >= self._end:
@@ -179,12 +180,15 @@ class LocalChunks(Iterator[bytes]):
         reading would wait for the disk (then use ``next()``, in a worker thread)."""
         if self._offset >= self._end:
             return b""
-        if _NOWAIT is None:
+        if self._nowait is None:
             return None
         buffer = bytearray(min(LOCAL_READ_CHUNK, self._end - self._offset))
         try:
-            size = os.preadv(self._fd, [buffer], self._offset, _NOWAIT)
-        except (BlockingIOError, OSError):  # not cached (EAGAIN), or no RWF_NOWAIT here (EOPNOTSUPP)
+            size = os.preadv(self._fd, [buffer], self._offset, self._nowait)
+        except BlockingIOError:  # not cached (EAGAIN)
+            return None
+        except OSError:  # no RWF_NOWAIT on this file system (EOPNOTSUPP): stop asking
+            self._nowait = None
             return None
         if size == 0:
             return None  # end of file before ``end``, or nothing cached: next() tells which

@@ -23,9 +23,11 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
     func,
     literal,
     literal_column,
+    or_,
     select,
     type_coerce,
     union_all,
@@ -262,10 +264,14 @@ def locate_segment(
         .group_by(hour_upper)
         .subquery("day_hours")
     )
-    in_day = _first_reaching(day_hours, select(found.c.skip).scalar_subquery()).subquery("in_day")
+    in_day = _first_reaching(day_hours, select(found.c.skip).scalar_subquery()).cte("in_day")
+    # The day itself when no hour of it holds the row: never, while a day's count is the sum of
+    # its hours (written together); the page is then still right, only read from the day's end.
     return union_all(
         select(in_day.c.upper.label("high"), in_day.c.skip),
-        select(found.c.upper, found.c.skip).where(found.c.span != whole_day),
+        select(found.c.upper, found.c.skip).where(
+            or_(found.c.span != whole_day, ~exists(select(in_day.c.upper)))
+        ),
     ).cte("loc")
 
 
