@@ -67,29 +67,36 @@ def _greatest(a: Any, b: Any) -> Any:
     return case((a > b, a), else_=b)
 
 
-def _whole_days(first_hour: Any, end_hour: Any) -> tuple[Any, Any, Any, Any]:
-    """SQL for the hour bounds' whole UTC days: ``(fh, eh, days_from, days_to)``, the last two as
-    hours (``days_from`` the first hour of the first whole day, ``days_to`` that of the day holding
-    ``end_hour``). The modulo is made non-negative because SQL's ``%`` and ``/`` truncate toward
-    zero; ``//`` then divides exact multiples of 24 only. When no whole day fits, ``days_from >
-    days_to``: the early hours are then the whole window and the late ones empty."""
+def _whole_hour_ranges(first_hour: Any, end_hour: Any) -> tuple[tuple[Any, Any], ...]:
+    """SQL bounds for the whole hours ``[first_hour, end_hour)`` as count rows read them: the whole
+    UTC days among them (in days), then the hours before the first whole day and those of the day
+    holding ``end_hour`` (in hours). The modulo is made non-negative because SQL's ``%`` and ``/``
+    truncate toward zero; ``//`` then divides exact multiples of 24 only. When no whole day fits,
+    the first day is past the last: the early hours are then the whole window, the late ones empty.
+    """
     fh, eh = type_coerce(first_hour, BigInteger), type_coerce(end_hour, BigInteger)
-    return fh, eh, fh + (_24 - fh % _24) % _24, eh - (eh % _24 + _24) % _24
+    days_from = fh + (_24 - fh % _24) % _24  # the first hour of the first whole day
+    days_to = eh - (eh % _24 + _24) % _24  # the first hour of the day holding end_hour
+    return (
+        (days_from // _24, days_to // _24),
+        (fh, _least(days_from, eh)),
+        (_greatest(days_to, days_from), eh),
+    )
 
 
 def hours_sum(first_hour: Any, end_hour: Any, direction: Any | None) -> Select[Any]:
     """The calls counted in the whole hours ``[first_hour, end_hour)`` (SQL expressions or bind
     parameters): the whole UTC days among them from the day counts, the rest from the hour counts.
 
-    The day bounds are SQL arithmetic on the hour bounds, so a statement built once with bind
-    parameters stays one statement (and one generic plan). The modulo is made non-negative because
-    SQL's ``%`` and ``/`` truncate toward zero (see :func:`_whole_days`).
+    The day bounds are SQL arithmetic on the hour bounds (:func:`_whole_hour_ranges`), so a statement
+    built once with bind parameters stays one statement (and one generic plan).
     """
-    fh, eh, days_from, days_to = _whole_days(first_hour, end_hour)
-    days = _sum(call_day_counts, "day", days_from // _24, days_to // _24, direction)
-    early = _sum(call_hour_counts, "hour", fh, _least(days_from, eh), direction)
-    late = _sum(call_hour_counts, "hour", _greatest(days_to, days_from), eh, direction)
-    return select(days + early + late)
+    days, early, late = _whole_hour_ranges(first_hour, end_hour)
+    return select(
+        _sum(call_day_counts, "day", *days, direction)
+        + _sum(call_hour_counts, "hour", *early, direction)
+        + _sum(call_hour_counts, "hour", *late, direction)
+    )
 
 
 def rows_count(low: Any, high: Any, direction: Any | None) -> Select[Any]:
@@ -230,7 +237,7 @@ def locate_segment(
     lies in a whole day, that day's 24 hours (about 80 + 24 count rows per direction, where walking
     every hour of a month read 720).
     """
-    fh, eh, days_from, days_to = _whole_days(bindparam("first_hour"), bindparam("end_hour"))
+    days, early, late = _whole_hour_ranges(bindparam("first_hour"), bindparam("end_hour"))
     d, h = call_day_counts, call_hour_counts
     day_upper = (cast(d.c.day, BigInteger) + 1) * DAY
     hour_upper = (cast(h.c.hour, BigInteger) + 1) * HOUR
@@ -245,10 +252,10 @@ def locate_segment(
 
     segments: list[Any] = [
         select(day_upper.label("upper"), func.sum(d.c.n).label("n"), whole_day.label("span"))
-        .where(*_range(d, "day", days_from // _24, days_to // _24, direction))
+        .where(*_range(d, "day", *days, direction))
         .group_by(day_upper),
-        hours(fh, _least(days_from, eh)),
-        hours(_greatest(days_to, days_from), eh),
+        hours(*early),
+        hours(*late),
     ]
     if top:
         top_n = rows_count(top_low, high, direction).scalar_subquery()
