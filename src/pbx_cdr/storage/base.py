@@ -76,7 +76,10 @@ class Storage(Protocol):
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive), in chunks of a size the backend picks.
 
-        Raises :class:`ObjectMissing` before yielding anything when the object is gone.
+        Raises :class:`ObjectMissing` before yielding anything when the object is gone. The iterator
+        may also offer ``next_if_cached() -> bytes | None``: the next chunk if it can be read without
+        waiting (``b""`` at the end), else None; downloads then read those on the event loop
+        (``local.LocalChunks``; ``api/ranges.py``).
         """
         ...
 
