@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, bindparam, func, literal_column, select, table
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pbx_cdr.db import driver
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.driver import DriverReads, ThreadReaders, thread_readers
+from pbx_cdr.db.driver import DriverReads, SqliteWrites, ThreadReaders, thread_readers
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.tables import accounts
 from tests.conftest import Tenant
@@ -148,3 +148,34 @@ def test_other_engines_read_through_their_pool(tmp_path: Path) -> None:
         assert db.first_row(other, select(bindparam("n")), {"n": 7}) == (7,)
     finally:
         other.dispose()
+
+
+@SQLITE
+def test_sqlite_writes_run_in_the_transaction_sqlalchemy_holds(engine: Engine, tenant: Tenant) -> None:
+    rename = accounts.update().where(accounts.c.id == bindparam("b_id")).values(name=bindparam("name"))
+
+    def renamed_then_failed(to: str) -> None:
+        with db.write(engine) as conn:
+            writes = SqliteWrites(conn)
+            writes.run(rename, {"b_id": tenant.id, "name": to})
+            assert writes.rows("SELECT name FROM accounts WHERE id = ?", (tenant.id,)) == [(to,)]
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        renamed_then_failed("rolled-back")
+    assert db.first_row(engine, BY_NAME, {"name": "rolled-back"}) is None  # rolled back with it
+    with db.write(engine) as conn:
+        SqliteWrites(conn).run_many("UPDATE accounts SET name = ? WHERE id = ?", [("kept", tenant.id)])
+    assert db.first_row(engine, BY_NAME, {"name": "kept"}) == (tenant.id, "kept")
+
+
+@SQLITE
+def test_sqlite_write_errors_are_sqlalchemy_errors(engine: Engine, tenant: Tenant) -> None:
+    with pytest.raises(IntegrityError, match=r"(?i)unique"), db.write(engine) as conn:
+        SqliteWrites(conn).run_many(
+            "INSERT INTO accounts (id, name, timezone, country, max_window_days, recording_url_ttl, "
+            "rate_limit_per_minute, created_ts) VALUES (?, 'twin', 'UTC', 'VN', 30, 1800, 0, 0)",
+            [(tenant.id,)],
+        )
+    with pytest.raises(OperationalError, match="no such table"), db.write(engine) as conn:
+        SqliteWrites(conn).rows("SELECT * FROM no_such_table")

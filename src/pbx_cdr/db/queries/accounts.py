@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from pbx_cdr.db.driver import SqliteWrites
 from pbx_cdr.db.tables import accounts
 
 
@@ -92,4 +93,7 @@ def bump_data_version(conn: Connection, account_id: int) -> None:
     A list page cached at an older version is then never served again (``api/list_cache.py``); the
     version commits with the change, so no reader sees the new version with the old calls.
     """
-    conn.execute(_BUMP, {"b_id": account_id})
+    if conn.dialect.name == "sqlite":  # the hot path of every ingest group (db/driver.py)
+        SqliteWrites(conn).run(_BUMP, {"b_id": account_id})
+    else:
+        conn.execute(_BUMP, {"b_id": account_id})

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from pbx_cdr.db.driver import SqliteWrites
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.accounts import bump_data_version
 from pbx_cdr.db.tables import calls
@@ -150,15 +151,14 @@ _SQLITE_EXISTING_UUIDS = (
 def _insert_new_sqlite(
     conn: Connection, account_id: int, country: str, batch: Sequence[Call], origin: str, now: int
 ) -> set[str]:
+    driver = SqliteWrites(conn)
     uuids = [c.uuid for c in batch]
-    there = {
-        r[0] for r in conn.exec_driver_sql(_SQLITE_EXISTING_UUIDS, (account_id, orjson.dumps(uuids).decode()))
-    }
+    there = {r[0] for r in driver.rows(_SQLITE_EXISTING_UUIDS, (account_id, orjson.dumps(uuids).decode()))}
     fresh = [c for c in batch if c.uuid not in there] if there else batch
     if not fresh:
         return set()
     shared = (account_id, origin, now)
-    conn.exec_driver_sql(_SQLITE_INSERT, [(*row, *shared) for row in _rows(fresh, country)])
+    driver.run_many(_SQLITE_INSERT, [(*row, *shared) for row in _rows(fresh, country)])
     return {c.uuid for c in fresh}
 
 

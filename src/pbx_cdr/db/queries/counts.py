@@ -33,7 +33,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from pbx_cdr.db.driver import DriverReads
+from pbx_cdr.db.driver import DriverReads, SqliteWrites
 from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
 
 HOUR = 3600
@@ -170,9 +170,10 @@ def adjust(conn: Connection, account_id: int, deltas: Counter[tuple[int, str]]) 
             },
         )
         return
+    driver = SqliteWrites(conn)
     for sql, rows in zip(_SQLITE_ADD, (hours, days), strict=True):
         if rows:
-            conn.exec_driver_sql(sql, [(account_id, unit, d, n) for (unit, d), n in rows])
+            driver.run_many(sql, [(account_id, unit, d, n) for (unit, d), n in rows])
 
 
 def hour_deltas(items: Iterable[tuple[int, str]], sign: int = 1) -> Counter[tuple[int, str]]:
