@@ -8,7 +8,7 @@ import uuid as uuidlib
 from sqlalchemy import Engine, select
 
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.queries import accounts, counts
+from pbx_cdr.db.queries import counts
 from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
 from pbx_cdr.domain.call import Call
 
@@ -59,18 +59,3 @@ def assert_counts_exact(engine: Engine, account_id: int) -> None:
     fresh = counts.hour_deltas((r.start_ts, r.direction) for r in rows)
     assert hours == {k: n for k, n in fresh.items() if n}
     assert days == {k: n for k, n in counts.days_of(fresh.items()).items() if n}
-
-
-def new_account(engine: Engine, name: str, now: int) -> int:
-    """An account made straight in ``engine`` (UTC, Vietnam, no rate limit): its id."""
-    with db.write(engine) as conn:
-        return accounts.create_account(
-            conn,
-            name=name,
-            timezone="UTC",
-            country="VN",
-            max_window_days=30,
-            recording_url_ttl=1800,
-            rate_limit_per_minute=0,
-            now=now,
-        ).id

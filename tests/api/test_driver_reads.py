@@ -179,3 +179,9 @@ def test_sqlite_write_errors_are_sqlalchemy_errors(engine: Engine, tenant: Tenan
         )
     with pytest.raises(OperationalError, match="no such table"), db.write(engine) as conn:
         SqliteWrites(conn).rows("SELECT * FROM no_such_table")
+
+
+@SQLITE
+def test_sqlite_writes_refuse_a_connection_outside_a_transaction(engine: Engine) -> None:
+    with engine.connect() as conn, pytest.raises(RuntimeError, match=r"inside db\.write"):
+        SqliteWrites(conn)

@@ -13,21 +13,23 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.engine import make_engine
-from pbx_cdr.db.queries import counts
+from pbx_cdr.db.queries import accounts, counts
 from pbx_cdr.db.tables import call_hour_counts, calls
 from pbx_cdr.db.writer import GroupCommitWriter, WriteJob, writer_for
 from pbx_cdr.domain.call import Call
 from pbx_cdr.ingest.json_cdr import parse_payload
-from tests.api.calls_support import assert_counts_exact, new_account
+from tests.api.calls_support import assert_counts_exact
 from tests.conftest import Tenant, cdr
 
 NOW = 1_782_561_600
@@ -246,11 +248,21 @@ def test_concurrent_http_posts_each_get_exact_answers(
 def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None:
     """Two engines, as two server processes have: their writers take turns (flock) and agree."""
     engines = [make_engine(sqlite_url, sqlite_synchronous="NORMAL") for _ in range(2)]
-    account_id = new_account(engines[0], "shared", NOW)
+    with db.write(engines[0]) as conn:
+        account = accounts.create_account(
+            conn,
+            name="shared",
+            timezone="UTC",
+            country="VN",
+            max_window_days=30,
+            recording_url_ttl=1800,
+            rate_limit_per_minute=0,
+            now=NOW,
+        )
     writers = [GroupCommitWriter(e) for e in engines]
     try:
         futures = [
-            writers[n % 2].submit(job(account_id, at(n % 15, n % 15 % 10), at(100 + n, 3))) for n in range(60)
+            writers[n % 2].submit(job(account.id, at(n % 15, n % 15 % 10), at(100 + n, 3))) for n in range(60)
         ]
         answers = results(futures)
     finally:
@@ -258,9 +270,9 @@ def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None
             w.close()
     statuses = Counter(s for a in answers for s in a)
     assert statuses == {"created": 75, "unchanged": 45}
-    assert row_count(engines[0], account_id) == 75
-    assert hour_counts(engines[1], account_id) == fresh_counts(engines[1], account_id)
-    assert_counts_exact(engines[1], account_id)  # and the day counts
+    assert row_count(engines[0], account.id) == 75
+    assert hour_counts(engines[1], account.id) == fresh_counts(engines[1], account.id)
+    assert_counts_exact(engines[1], account.id)  # and the day counts
     for e in engines:
         e.dispose()
 
@@ -322,3 +334,17 @@ def test_a_failure_reaches_the_async_waiter(writer: GroupCommitWriter) -> None:
 
     with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
         asyncio.run(main())
+
+
+def test_processes_naming_the_file_through_a_symlink_share_the_turn(sqlite_url: str, tmp_path: Path) -> None:
+    real = Path(make_url(sqlite_url).database or "")
+    link = tmp_path / "elsewhere" / "link.sqlite3"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    engines = [make_engine(sqlite_url), make_engine(f"sqlite:///{link}")]
+    try:
+        paths = {GroupCommitWriter(e)._turn.path for e in engines}
+        assert paths == {f"{real.resolve()}.writer-lock"}
+    finally:
+        for e in engines:
+            e.dispose()

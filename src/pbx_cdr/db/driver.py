@@ -116,7 +116,9 @@ class SqliteWrites:
     """
 
     def __init__(self, conn: Connection) -> None:
-        assert conn.dialect.name == "sqlite"
+        if conn.dialect.name != "sqlite" or not conn.in_transaction():
+            # Outside a transaction each statement would commit on its own, behind SQLAlchemy's back.
+            raise RuntimeError("SqliteWrites needs a SQLite connection inside db.write")
         self.raw: sqlite3.Connection = conn.connection.dbapi_connection  # type: ignore[assignment]
         self.dialect = conn.dialect
 

@@ -6,10 +6,8 @@ the transaction through :func:`read` and :func:`write`.
 
 from __future__ import annotations
 
-import os
 import time
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,6 @@ from pbx_cdr.errors import ServiceUnavailable
 _WRITE = "pbx_write"
 _SYNCHRONOUS = "pbx_synchronous"
 _IDLE_SINCE = "pbx_idle_since"
-# The write-ahead log of each SQLite file engine whose commits must be durable (FULL or EXTRA).
-_DURABLE_WALS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 # A pooled PostgreSQL connection idle for longer than this is checked with a ``SELECT 1`` before use.
 PING_AFTER_IDLE_S = 2.0
 
@@ -47,8 +43,6 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             max_overflow=pool_size,
         )
         _configure_sqlite(engine, sqlite_synchronous)
-        if parsed.database and parsed.database != ":memory:" and sqlite_synchronous != "NORMAL":
-            _DURABLE_WALS[engine] = f"{parsed.database}-wal"
         return engine
     engine = create_engine(
         url,
@@ -196,37 +190,6 @@ def write(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
             with conn.begin():
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
-
-
-def wal_flush(engine: Engine) -> Callable[[], None] | None:
-    """Where a commit's wait for the disk can be taken out of SQLite's write lock: how to wait.
-
-    For a SQLite file whose commits must be durable. A commit made with ``write(durable=False)``
-    is then made durable by this flush (an ``fsync`` of the write-ahead log, which holds every
-    frame committed so far), called after the commit and before anyone is told of it. The write
-    lock is free meanwhile, so the next writer's transaction overlaps this one's wait. None
-    elsewhere: a PostgreSQL or in-memory commit, or one the operator chose not to wait for
-    (``synchronous=NORMAL``), is as durable as it will be when it returns.
-    """
-    path = _DURABLE_WALS.get(engine)
-    return None if path is None else lambda: _fsync_wal(path)
-
-
-def _fsync_wal(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        # The last connection closed meanwhile: SQLite checkpointed the log into the database
-        # file, synced it, and removed the log. What it held is on the disk.
-        return
-    except OSError as exc:
-        raise ServiceUnavailable() from exc
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # an I/O error: what was committed may not be on the disk
-        raise ServiceUnavailable() from exc
-    finally:
-        os.close(fd)
 
 
 @contextmanager

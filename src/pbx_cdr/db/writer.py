@@ -17,15 +17,6 @@ of its calls before they are committed.
   :func:`~pbx_cdr.db.queries.calls.upsert_calls`; a request that names a uuid an earlier waiting
   request also names is applied after it, inside the same transaction, so identical concurrent
   posts still give one ``created`` and then ``unchanged``. Hour counts move with the rows.
-- **The wait for the disk outside the lock.** On a SQLite file, the group's transaction commits
-  without waiting for the disk, the turn and SQLite's write lock are released, and only then is the
-  write-ahead log flushed (``fsync``, :func:`~pbx_cdr.db.engine.wal_flush`); the waiters learn of
-  their calls after the flush. The other process's writer commits its group meanwhile, where it
-  used to wait for this flush too (measured: about 5% more single POSTs a second, and a shorter
-  tail). Nobody is told of a call before it is on the disk; a failed flush answers 503, and a
-  retry then finds the call (``unchanged``), as after any answer lost on the way. Another reader
-  can see the calls during the flush, for well under a millisecond; a power cut in that moment
-  loses them as it loses any unacknowledged post, which the PBX posts again.
 - **Isolation of failures.** When the shared transaction fails, it is rolled back and every
   request is retried in a transaction of its own, so one request's bad items fail only that
   request. A lost database fails them all at once (503), without retries.
@@ -80,7 +71,9 @@ class _TurnLock:
 
     def __init__(self, engine: Engine) -> None:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
-        self.path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        # The file's real path: processes that name it through a symlink still share one lock.
+        on_disk = bool(database) and database != ":memory:"
+        self.path = f"{os.path.realpath(str(database))}.writer-lock" if on_disk else None
         self._fd: int | None = None
 
     @contextmanager
@@ -190,9 +183,8 @@ class GroupCommitWriter:
         engine = self._engine_or_fail(group)
         if not group or engine is None:
             return
-        flush = db.wal_flush(engine)
         try:
-            with self._turn.held(), db.write(engine, durable=flush is None) as conn:
+            with self._turn.held(), db.write(engine) as conn:
                 results = apply_jobs(conn, group)
         except ServiceUnavailable as exc:
             _settle([(job, None, exc) for job in group])
@@ -202,27 +194,20 @@ class GroupCommitWriter:
                 _settle([(group[0], None, exc)])
                 return
             # The shared transaction is gone: each request on its own.
-            outcomes = [self._commit_alone(engine, job, flush is None) for job in group]
-            transactions = sum(error is None for _, _, error in outcomes)
-        else:
-            outcomes = [(job, statuses, None) for job, statuses in zip(group, results, strict=True)]
-            transactions = 1
-        if flush is not None:
-            try:
-                flush()  # outside the turn: the next writer's transaction overlaps this wait
-            except ServiceUnavailable as exc:
-                outcomes = [(job, None, error or exc) for job, _, error in outcomes]
-                transactions = 0
-        self.groups += transactions
-        self.jobs += sum(error is None for _, _, error in outcomes)
-        _settle(outcomes)
+            _settle([self._commit_alone(engine, job) for job in group])
+            return
+        self.groups += 1
+        self.jobs += len(group)
+        _settle([(job, statuses, None) for job, statuses in zip(group, results, strict=True)])
 
-    def _commit_alone(self, engine: Engine, job: WriteJob, durable: bool) -> _Outcome:
+    def _commit_alone(self, engine: Engine, job: WriteJob) -> _Outcome:
         try:
-            with self._turn.held(), db.write(engine, durable=durable) as conn:
+            with self._turn.held(), db.write(engine) as conn:
                 statuses = apply_jobs(conn, [job])[0]
         except BaseException as exc:
             return (job, None, exc)
+        self.groups += 1
+        self.jobs += 1
         return (job, statuses, None)
 
 
