@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from pbx_cdr.config import Settings
 from pbx_cdr.db import engine as db
+from pbx_cdr.errors import ServiceUnavailable
 
 
 def _count(engine: Engine) -> int:
@@ -47,4 +51,22 @@ def test_a_relaxed_write_leaves_the_connection_durable(settings: Settings) -> No
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         with db.write(engine) as conn:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
+
+
+def test_a_write_that_cannot_get_the_lock_answers_503(sqlite_url: str) -> None:
+    """``BEGIN IMMEDIATE`` runs straight on the driver; its 'database is locked' is still a 503."""
+    engine = db.make_engine(sqlite_url, pool_size=1)
+    with engine.connect() as conn:  # the one pooled connection gives up after 50 ms, not 30 s
+        conn.exec_driver_sql("PRAGMA busy_timeout=50")
+    holder = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with pytest.raises(ServiceUnavailable), db.write(engine):
+            pass
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with db.write(engine) as conn:  # the lock is free again, and the connection is usable
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
     engine.dispose()

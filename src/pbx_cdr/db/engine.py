@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
-from pbx_cdr.db.driver import DriverReads, thread_readers
+from pbx_cdr.db.driver import DriverReads, thread_readers, translated_errors
 from pbx_cdr.errors import ServiceUnavailable
 
 _WRITE = "pbx_write"
@@ -103,8 +103,11 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A deferred transaction that later writes can fail with SQLITE_BUSY on the lock upgrade;
-        # IMMEDIATE waits for the write lock at BEGIN instead (busy_timeout applies).
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+        # IMMEDIATE waits for the write lock at BEGIN instead (busy_timeout applies). Straight on
+        # the driver: SQLAlchemy's execution path cost 9 µs of every transaction (read or write).
+        sql = "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+        with translated_errors(conn.dialect, sql, ()):
+            conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
 
 
 @contextmanager
