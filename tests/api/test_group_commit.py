@@ -7,7 +7,10 @@ the writer's lock, so the thread finds them all waiting at once.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -245,24 +248,28 @@ def test_concurrent_http_posts_each_get_exact_answers(
     assert listed.json()["total"] == 50
 
 
-def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None:
-    """Two engines, as two server processes have: their writers take turns (flock) and agree."""
-    engines = [make_engine(sqlite_url, sqlite_synchronous="NORMAL") for _ in range(2)]
-    with db.write(engines[0]) as conn:
-        account = accounts.create_account(
+def _new_account(engine: Engine, name: str) -> int:
+    with db.write(engine) as conn:
+        return accounts.create_account(
             conn,
-            name="shared",
+            name=name,
             timezone="UTC",
             country="VN",
             max_window_days=30,
             recording_url_ttl=1800,
             rate_limit_per_minute=0,
             now=NOW,
-        )
+        ).id
+
+
+def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None:
+    """Two engines, as two server processes have: their writers take turns (flock) and agree."""
+    engines = [make_engine(sqlite_url, sqlite_synchronous="NORMAL") for _ in range(2)]
+    account_id = _new_account(engines[0], "shared")
     writers = [GroupCommitWriter(e) for e in engines]
     try:
         futures = [
-            writers[n % 2].submit(job(account.id, at(n % 15, n % 15 % 10), at(100 + n, 3))) for n in range(60)
+            writers[n % 2].submit(job(account_id, at(n % 15, n % 15 % 10), at(100 + n, 3))) for n in range(60)
         ]
         answers = results(futures)
     finally:
@@ -270,9 +277,9 @@ def test_writers_of_two_processes_share_one_sqlite_file(sqlite_url: str) -> None
             w.close()
     statuses = Counter(s for a in answers for s in a)
     assert statuses == {"created": 75, "unchanged": 45}
-    assert row_count(engines[0], account.id) == 75
-    assert hour_counts(engines[1], account.id) == fresh_counts(engines[1], account.id)
-    assert_counts_exact(engines[1], account.id)  # and the day counts
+    assert row_count(engines[0], account_id) == 75
+    assert hour_counts(engines[1], account_id) == fresh_counts(engines[1], account_id)
+    assert_counts_exact(engines[1], account_id)  # and the day counts
     for e in engines:
         e.dispose()
 
@@ -348,3 +355,61 @@ def test_processes_naming_the_file_through_a_symlink_share_the_turn(sqlite_url: 
     finally:
         for e in engines:
             e.dispose()
+
+
+def _sqlite_writer(sqlite_url: str) -> tuple[Engine, GroupCommitWriter, int, str]:
+    """A writer on a SQLite file with one account; and the file's real path (its locks' prefix)."""
+    engine = make_engine(sqlite_url, sqlite_synchronous="NORMAL")
+    account_id = _new_account(engine, "turns")
+    real = os.path.realpath(make_url(sqlite_url).database or "")
+    return engine, GroupCommitWriter(engine), account_id, real
+
+
+def test_requests_that_arrive_while_another_process_writes_join_one_group(sqlite_url: str) -> None:
+    """The writer waits for its turn first and takes the group then, not the other way round."""
+    engine, writer, account_id, real = _sqlite_writer(sqlite_url)
+    turn = os.open(f"{real}.writer-lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(turn, fcntl.LOCK_EX)  # another process is committing
+    try:
+        futures = [writer.submit(job(account_id, at(n, 3))) for n in range(10)]
+    finally:
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        os.close(turn)
+    try:
+        assert results(futures) == [["created"]] * 10
+        assert writer.groups == 1  # all ten in the transaction that followed the other's
+    finally:
+        writer.close()
+        engine.dispose()
+
+
+def test_a_writer_that_just_wrote_cannot_take_the_turn_before_one_that_waits(sqlite_url: str) -> None:
+    engine, writer, account_id, real = _sqlite_writer(sqlite_url)
+    gate = os.open(f"{real}.writer-gate", os.O_RDWR | os.O_CREAT)
+    turn = os.open(f"{real}.writer-lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)  # "another process" takes its turn the same way
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        future = writer.submit(job(account_id, at(1, 3)))
+        deadline = time.monotonic() + 30
+        while True:  # until our writer waits for the turn, holding the gate
+            try:
+                fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                break
+            fcntl.flock(gate, fcntl.LOCK_UN)
+            assert time.monotonic() < deadline, "the writer never came to the gate"
+            time.sleep(0.001)
+        fcntl.flock(turn, fcntl.LOCK_UN)  # done; and at once it asks for another turn
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        assert row_count(engine, account_id) == 1  # the waiting writer had its turn in between
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        assert future.result(timeout=30) == ["created"]
+    finally:
+        os.close(gate)
+        os.close(turn)
+        writer.close()
+        engine.dispose()

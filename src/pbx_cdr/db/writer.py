@@ -12,7 +12,11 @@ of its calls before they are committed.
   the database itself, as before. On SQLite the writers of all processes also take turns through
   an ``flock`` on ``<database>.writer-lock``: SQLite's own busy handler polls with sleeps of up to
   100 ms, and two processes' writers left the lock idle between their turns while requests waited;
-  the kernel hands an ``flock`` over the moment it is released.
+  the kernel hands an ``flock`` over the moment it is released. A gate in front of the turn keeps
+  turns in order (:class:`_TurnLock`), and a writer takes its group only once the turn is its own,
+  so everything that arrived while the other process wrote joins it; answers go out after the turn
+  is passed on. (Two server processes' writers had each committed about 8 requests a turn, half of
+  the time waiting for the other's; now about twice that, for about a quarter more POSTs a second.)
 - **Same answers.** Requests of one account whose uuids do not overlap are merged into one
   :func:`~pbx_cdr.db.queries.calls.upsert_calls`; a request that names a uuid an earlier waiting
   request also names is applied after it, inside the same transaction, so identical concurrent
@@ -67,32 +71,51 @@ class WriteJob:
 
 
 class _TurnLock:
-    """An exclusive ``flock`` shared by the writers of every process using one SQLite file."""
+    """Turns, taken in order, for the writers of every process using one SQLite file.
+
+    Two ``flock``s: the turn itself (``<database>.writer-lock``) and a gate in front of it
+    (``<database>.writer-gate``). A writer passes the gate, waits for the turn, and lets go of the
+    gate the moment it has the turn; so while it commits, the next writer waits for the turn
+    holding the gate, and the writer that just finished cannot take the turn again before it. A
+    bare ``flock`` has no order: a writer that released it and asked again at once often got it back
+    while the other process's requests waited.
+    """
 
     def __init__(self, engine: Engine) -> None:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         # The file's real path: processes that name it through a symlink still share one lock.
         on_disk = bool(database) and database != ":memory:"
         self.path = f"{os.path.realpath(str(database))}.writer-lock" if on_disk else None
-        self._fd: int | None = None
+        self.gate_path = f"{os.path.realpath(str(database))}.writer-gate" if on_disk else None
+        self._fds: tuple[int, int] | None = None
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        if self.path is None:
+        if self.path is None or self.gate_path is None:
             yield
             return
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        if self._fds is None:
+            self._fds = (_open_lock(self.gate_path), _open_lock(self.path))
+        gate, turn = self._fds
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
         try:
             yield
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._fds is not None:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
+
+
+def _open_lock(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 class GroupCommitWriter:
@@ -156,8 +179,13 @@ class GroupCommitWriter:
                     self._thread = None  # the next submit starts a fresh thread
                     self._turn.close()
                     return
-                group = self._take()
-            self._commit(group)
+            # The group is taken once the turn is ours: what arrived while another process's
+            # writer held it joins this transaction instead of waiting for the next one.
+            with self._turn.held():
+                with self._wakeup:
+                    group = self._take()
+                outcomes = self._commit(group)
+            _settle(outcomes)  # after the turn: the next writer starts meanwhile
 
     def _take(self) -> list[WriteJob]:
         """The waiting jobs, oldest first, up to the group's size; cancelled ones dropped."""
@@ -173,36 +201,30 @@ class GroupCommitWriter:
                 size += len(job.calls)
         return group
 
-    def _engine_or_fail(self, group: list[WriteJob]) -> Engine | None:
+    def _commit(self, group: list[WriteJob]) -> list[_Outcome]:
+        """Write ``group`` in one transaction (the caller holds the turn): each job's outcome."""
         engine = self._engine()
         if engine is None:  # nobody can be waiting on a disposed app's engine, but be exact
-            _settle([(job, None, ServiceUnavailable()) for job in group])
-        return engine
-
-    def _commit(self, group: list[WriteJob]) -> None:
-        engine = self._engine_or_fail(group)
-        if not group or engine is None:
-            return
+            return [(job, None, ServiceUnavailable()) for job in group]
+        if not group:
+            return []
         try:
-            with self._turn.held(), db.write(engine) as conn:
+            with db.write(engine) as conn:
                 results = apply_jobs(conn, group)
         except ServiceUnavailable as exc:
-            _settle([(job, None, exc) for job in group])
-            return
+            return [(job, None, exc) for job in group]
         except BaseException as exc:
             if len(group) == 1:
-                _settle([(group[0], None, exc)])
-                return
+                return [(group[0], None, exc)]
             # The shared transaction is gone: each request on its own.
-            _settle([self._commit_alone(engine, job) for job in group])
-            return
+            return [self._commit_alone(engine, job) for job in group]
         self.groups += 1
         self.jobs += len(group)
-        _settle([(job, statuses, None) for job, statuses in zip(group, results, strict=True)])
+        return [(job, statuses, None) for job, statuses in zip(group, results, strict=True)]
 
     def _commit_alone(self, engine: Engine, job: WriteJob) -> _Outcome:
         try:
-            with self._turn.held(), db.write(engine) as conn:
+            with db.write(engine) as conn:
                 statuses = apply_jobs(conn, [job])[0]
         except BaseException as exc:
             return (job, None, exc)
