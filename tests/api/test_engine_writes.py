@@ -70,3 +70,17 @@ def test_a_write_that_cannot_get_the_lock_answers_503(sqlite_url: str) -> None:
     with db.write(engine) as conn:  # the lock is free again, and the connection is usable
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
     engine.dispose()
+
+
+def test_sqlite_hands_out_the_connection_used_last(sqlite_url: str) -> None:
+    """Last in, first out: one warm connection does the work, not every pooled one in turn (each
+    pooled connection's page cache grows to 64 MB)."""
+    engine = db.make_engine(sqlite_url, pool_size=4)
+    first, second = engine.connect(), engine.connect()
+    raw_second = second.connection.dbapi_connection
+    first.close()
+    second.close()  # returned last
+    for _ in range(3):
+        with engine.connect() as again:
+            assert again.connection.dbapi_connection is raw_second
+    engine.dispose()
