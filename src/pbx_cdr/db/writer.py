@@ -83,10 +83,10 @@ class _TurnLock:
 
     def __init__(self, engine: Engine) -> None:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
-        # The file's real path: processes that name it through a symlink still share one lock.
-        on_disk = bool(database) and database != ":memory:"
-        self.path = f"{os.path.realpath(str(database))}.writer-lock" if on_disk else None
-        self.gate_path = f"{os.path.realpath(str(database))}.writer-gate" if on_disk else None
+        # The file's real path: processes that name it through a symlink still share the locks.
+        real = os.path.realpath(database) if database and database != ":memory:" else None
+        self.path = f"{real}.writer-lock" if real else None
+        self.gate_path = f"{real}.writer-gate" if real else None
         self._fds: tuple[int, int] | None = None
 
     @contextmanager
