@@ -44,9 +44,10 @@ from sqlalchemy import (
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.driver import DriverReads
 from pbx_cdr.db.queries import counts
-from pbx_cdr.db.queries.calls import API_COLUMNS
 from pbx_cdr.db.queries.item_json import ITEM_JSON
+from pbx_cdr.db.queries.item_values import ITEM_VALUES
 from pbx_cdr.db.tables import AGENT_ONLY, calls
+from pbx_cdr.domain.call import API_FIELDS
 from pbx_cdr.domain.listing import ListQuery
 from pbx_cdr.domain.phone import key_prefix_range
 
@@ -87,9 +88,13 @@ def _compose(total: Any, ids: Select[Any], offset: Any, skip: Any = None) -> _St
     within_total = select(t.c.total).scalar_subquery() > offset
     guarded = ids if skip is None else ids.offset(case((within_total, skip), else_=0))
     within = guarded.where(within_total).subquery("ids")
-    p = select(*API_COLUMNS).join_from(within, calls, calls.c.id == within.c.id).subquery("p")
+    p = (
+        select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
+        .join_from(within, calls, calls.c.id == within.c.id)
+        .subquery("p")
+    )
     combined = (
-        select(*p.c, t.c.total)
+        select(*(p.c[field] for field in API_FIELDS), t.c.total)
         .select_from(t.outerjoin(p, true()))
         .order_by(p.c.start_ts.desc(), p.c.id.desc())
     )
@@ -99,7 +104,7 @@ def _compose(total: Any, ids: Select[Any], offset: Any, skip: Any = None) -> _St
     return _Statements(combined, select(total.label("total")), page)
 
 
-_UUID = API_COLUMNS.index(calls.c.uuid)
+_UUID = API_FIELDS.index("uuid")
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,8 @@ class ListPage:
     """A page, newest first, and the exact total of the filtered window.
 
     On SQLite ``items`` holds each item's JSON as the database wrote it (``item_json``) and ``rows``
-    is empty; on PostgreSQL ``items`` is None and ``rows`` are rows of :data:`API_COLUMNS` (then
-    the total), rendered by ``api/list_items.py``.
+    is empty; on PostgreSQL ``items`` is None and ``rows`` are rows of the item's values
+    (``item_values``, then the total), rendered by ``api/list_items.py``.
     """
 
     total: int
