@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 
@@ -41,6 +42,21 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def wait_for_postgres(server: PostgresServer, timeout: float = 60.0) -> None:
+    """Until the server takes connections: its port opens while it still answers "the database
+    system is starting up" (longer with a benchmark's 2 GB of shared buffers)."""
+    wait_for_port(server.port, timeout, proc=server.proc)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(server.url().replace("+psycopg", ""), connect_timeout=5).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or server.proc.poll() is not None:
+                raise
+            time.sleep(0.05)
 
 
 def pg_bin() -> Path:
@@ -85,7 +101,7 @@ class PostgresServer:
             preexec_fn=self.preexec,
             cwd=self.root,
         )
-        wait_for_port(self.port, proc=self.proc)
+        wait_for_postgres(self)
 
 
 def _demote(user: str) -> tuple[int, int] | None:
@@ -165,7 +181,7 @@ def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[Postg
     )
     server = PostgresServer(port=port, user=user, proc=proc, argv=argv, root=root, preexec=preexec)
     try:
-        wait_for_port(port, proc=proc)
+        wait_for_postgres(server)
         yield server
     finally:
         server.stop()

@@ -65,7 +65,7 @@ def test_parameters_go_as_text_and_come_back_typed(reader: AsyncReader) -> None:
     ]
 
 
-def test_a_statement_is_prepared_once_per_connection(reader: AsyncReader) -> None:
+def test_a_statement_is_prepared_once_per_connection_with_a_generic_plan(reader: AsyncReader) -> None:
     async def run() -> list[tuple[object, ...]]:
         try:
             for n in range(3):
@@ -73,13 +73,16 @@ def test_a_statement_is_prepared_once_per_connection(reader: AsyncReader) -> Non
             pool = reader._ready()
             assert len(pool.idle) == 1  # one connection, used three times
             conn = pool.idle[0].conn
-            cursor = await conn.execute("SELECT name, statement FROM pg_prepared_statements")
+            cursor = await conn.execute(
+                "SELECT name, statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            )
             return await cursor.fetchall()
         finally:
             await reader.close()
 
     prepared = asyncio.run(run())
     assert len(prepared) == 1 and "$1::BIGINT + $1::BIGINT" in prepared[0][1]
+    assert prepared[0][2:] == (3, 0)  # planned once for all values, from its first run
 
 
 def test_a_refused_statement_keeps_its_connection(reader: AsyncReader) -> None:

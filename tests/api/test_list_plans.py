@@ -138,3 +138,34 @@ def test_extension_page_reads_its_index_in_order_under_a_generic_plan(
     # The page's arm: a LIMIT straight over the index, no sort in between (the count is the other
     # scan of the same index, under its aggregate).
     assert sorted(parents_of(plan, "ix_calls_extension")) == ["Aggregate", "Limit"], plan
+
+
+def scans(node: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every index scan of the plan: (node type, index)."""
+    found = [(node["Node Type"], node["Index Name"])] if "Index Name" in node else []
+    for child in node.get("Plans", []):
+        found += scans(child)
+    return found
+
+
+@pytest.mark.parametrize(("params", "index"), [({}, "ix_calls_window"), ({"direction": "inbound"}, None)])
+def test_a_first_page_reads_its_rows_straight_from_its_index_under_a_generic_plan(
+    engine: Engine, make_tenant: Callable[..., Tenant], params: dict[str, str], index: str | None
+) -> None:
+    """Page 1 takes its rows from the index it walks (no ids, then primary-key lookups); the pages
+    after it keep the ids, whose OFFSET skips index entries instead of table rows."""
+    account_id = busy_account(engine, make_tenant)
+    found = {}
+    for page in ("1", "2"):
+        q = parse_list_query({**params, "page": page}, AccountView("Asia/Ho_Chi_Minh", "VN", 31), NOW)
+        statements, values, _ = call_list._prepare(account_id, q, call_list.DEEP_OFFSET)
+        compiled = driver_statement(statements.combined, engine.dialect)
+        with db.read_one(engine) as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_bitmapscan = off")
+            found[page] = scans(generic_plan(conn, compiled.sql, compiled.bind(values)))
+    rows_from = [name for kind, name in found["1"] if kind == "Index Scan"]
+    assert rows_from and "calls_pkey" not in rows_from, found["1"]
+    if index is not None:
+        assert rows_from == [index], found["1"]
+    assert ("Index Scan", "calls_pkey") in found["2"], found["2"]

@@ -71,7 +71,9 @@ class _Statements:
     page: Select[Any]
 
 
-def _compose(total: Any, ids: Select[Any], offset: Any, skip: Any = None) -> _Statements:
+def _compose(
+    total: Any, ids: Select[Any], offset: Any, skip: Any = None, rows_where: list[Any] | None = None
+) -> _Statements:
     """The list from its total (a scalar) and its page's ids (a select of ``id``, limited).
 
     ``combined`` is one statement, hence one snapshot and one round trip: the page's rows in order,
@@ -82,17 +84,31 @@ def _compose(total: Any, ids: Select[Any], offset: Any, skip: Any = None) -> _St
     without the guard's extra evaluation of the total.
 
     ``skip``, when given, is the ids' OFFSET (a located deep page's), evaluated only when the page
-    is within the total.
+    is within the total. ``rows_where``, when given (a first page of the window), makes
+    ``combined`` read its rows straight from the index that ``ids`` scans, in its order: at 10M
+    calls, 206 buffers (50 ids, then 50 primary-key lookups) became 55, 345-370 -> 275 µs of
+    PostgreSQL's CPU a list. Further pages keep the ids: an OFFSET over table rows reads each one
+    it skips.
     """
     t = select(total.label("total")).cte("t")
     within_total = select(t.c.total).scalar_subquery() > offset
-    guarded = ids if skip is None else ids.offset(case((within_total, skip), else_=0))
-    within = guarded.where(within_total).subquery("ids")
-    p = (
-        select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
-        .join_from(within, calls, calls.c.id == within.c.id)
-        .subquery("p")
-    )
+    if rows_where is not None:
+        p = (
+            select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
+            .where(*rows_where, within_total)
+            .order_by(*_ORDER)
+            .limit(_LIMIT)
+            .offset(offset)
+            .subquery("p")
+        )
+    else:
+        guarded = ids if skip is None else ids.offset(case((within_total, skip), else_=0))
+        within = guarded.where(within_total).subquery("ids")
+        p = (
+            select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
+            .join_from(within, calls, calls.c.id == within.c.id)
+            .subquery("p")
+        )
     combined = (
         select(*(p.c[field] for field in API_FIELDS), t.c.total)
         .select_from(t.outerjoin(p, true()))
@@ -130,12 +146,16 @@ def _sqlite_page(reads: DriverReads, page: Select[Any], params: dict[str, Any], 
     return ListPage(total, [], reads.scalars(page, params))
 
 
-@lru_cache(maxsize=32)
-def _window_statement(direction: bool, top: bool, bottom: bool, whole: bool, deep: bool) -> _Statements:
+@lru_cache(maxsize=64)
+def _window_statement(
+    direction: bool, top: bool, bottom: bool, whole: bool, deep: bool, first: bool = False
+) -> _Statements:
     """The unfiltered (or direction-only) list, built once per shape and bound per request.
 
     ``top``/``bottom``: the window ends/starts inside an hour (half-hour zones); ``whole``: it holds
-    at least one whole hour; ``deep``: the page is located from the counts. Parameters: ``account_id``,
+    at least one whole hour; ``deep``: the page is located from the counts; ``first``: the page
+    starts at the window's newest call (PostgreSQL reads its rows straight from the window index,
+    see :func:`_compose`). Parameters: ``account_id``,
     ``low``/``high`` (the window), ``first_hour``/``end_hour`` (its whole hours) and
     ``bottom_high``/``top_low`` (where they start and end, in seconds), ``direction``, ``limit``, ``offset``.
     """
@@ -170,7 +190,7 @@ def _window_statement(direction: bool, top: bool, bottom: bool, whole: bool, dee
     # The page's ids from the covering window index (an OFFSET skips index entries, not table
     # rows: at 10M calls, reading each skipped row cost SQLite 4 ms), then their rows.
     ids = select(calls.c.id).where(*where).order_by(*_ORDER).limit(_LIMIT).offset(_OFFSET)
-    return _compose(total, ids, _OFFSET, skip)
+    return _compose(total, ids, _OFFSET, skip, where if first and skip is None else None)
 
 
 def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
@@ -303,6 +323,7 @@ def _prepare(account_id: int, q: ListQuery, deep_offset: int) -> tuple[_Statemen
             whole and q.start_ts < first_hour * HOUR,
             whole,
             deep,
+            q.offset == 0,
         )
         params = {
             "account_id": account_id,
