@@ -127,3 +127,15 @@ def test_a_parameter_without_a_text_form_is_refused_before_any_connection(reader
         assert reader._pool is None
 
     asyncio.run(run())
+
+
+def test_a_nul_in_a_text_parameter_is_refused_not_cut_short(reader: AsyncReader) -> None:
+    """libpq ends a text parameter at its first NUL: "100\\x00..." must not run as "100"."""
+
+    async def run() -> None:
+        with pytest.raises(DBAPIError) as refused:
+            await reader.first_row(ECHO, {"n": 1, "s": "100\x00999", "b": True, "none": None})
+        assert isinstance(refused.value.orig, psycopg.DataError)
+        assert reader._pool is None  # refused before any connection
+
+    asyncio.run(run())

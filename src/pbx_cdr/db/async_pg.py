@@ -88,6 +88,8 @@ def _text(value: Any) -> bytes | None:
         return None
     if isinstance(value, bool):
         return b"true" if value else b"false"
+    if isinstance(value, str) and "\x00" in value:  # libpq would end a text parameter there
+        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
     if isinstance(value, int | str):
         return str(value).encode()
     raise TypeError(f"no text form for a parameter of type {type(value).__name__}")
@@ -110,12 +112,12 @@ class _Session:
         pgconn = self.conn.pgconn
         loop = asyncio.get_running_loop()
         while pgconn.flush():  # a few hundred bytes: nearly always sent at once
-            await _ready(loop, pgconn.socket, write=True)
+            await _until_ready(loop, pgconn.socket, write=True)
         while True:
             pgconn.consume_input()
             if not pgconn.is_busy():
                 break
-            await _ready(loop, pgconn.socket, write=False)
+            await _until_ready(loop, pgconn.socket, write=False)
         last = None
         while (result := pgconn.get_result()) is not None:
             last = result
@@ -143,7 +145,7 @@ class _Session:
         return loader.load_rows(0, result.ntuples, tuple)
 
 
-async def _ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
+async def _until_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
     waiter = loop.create_future()
 
     def wake() -> None:
@@ -234,12 +236,12 @@ class AsyncReader:
     async def all_rows(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of the statement, as tuples."""
         prepared = _prepared(statement, self.engine.dialect)
-        values = prepared.values(params)
         try:
+            values = prepared.values(params)
             async with self._ready().session() as session:
                 return await session.rows(prepared, values)
         except psycopg.Error as exc:
-            raise DBAPIError.instance(prepared.sql, values, exc, psycopg.Error) from exc
+            raise DBAPIError.instance(prepared.sql, params, exc, psycopg.Error) from exc
 
     async def close(self) -> None:
         pool, self._pool, self._loop = self._pool, None, None
