@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    text,
 )
 from sqlalchemy.exc import DBAPIError
 
@@ -137,5 +138,31 @@ def test_a_nul_in_a_text_parameter_is_refused_not_cut_short(reader: AsyncReader)
             await reader.first_row(ECHO, {"n": 1, "s": "100\x00999", "b": True, "none": None})
         assert isinstance(refused.value.orig, psycopg.DataError)
         assert reader._pool is None  # refused before any connection
+
+    asyncio.run(run())
+
+
+def test_a_connection_whose_prepared_statements_went_stale_is_dropped(
+    reader: AsyncReader, engine: Engine
+) -> None:
+    """A migration that changes a column's type leaves the old plan unusable ("cached plan must not
+    change result type"): that connection goes, and the next one prepares afresh."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE drift (v integer)")
+        conn.exec_driver_sql("INSERT INTO drift VALUES (7)")
+    drift = select(literal_column("v")).select_from(text("drift"))
+
+    async def run() -> None:
+        try:
+            assert await reader.first_row(drift, {}) == (7,)
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE drift ALTER COLUMN v TYPE text")
+            with pytest.raises(DBAPIError) as stale:
+                await reader.first_row(drift, {})
+            assert stale.value.orig.sqlstate == "0A000"  # type: ignore[union-attr]
+            assert reader._ready().idle == []
+            assert await reader.first_row(drift, {}) == ("7",)
+        finally:
+            await reader.close()
 
     asyncio.run(run())

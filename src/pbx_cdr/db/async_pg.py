@@ -19,7 +19,9 @@ statement is prepared on a connection the first time it runs there, then execute
 rows are loaded by psycopg's own (C) loaders. psycopg's cursor, with its query conversion and its
 generator-driven waits, had cost about 130 µs of CPU a statement, 75 here. Parameters go as text
 and PostgreSQL types them from the statement (SQLAlchemy casts every one). A read cut short (a
-cancelled request) closes its connection, since its answer may still be on the way. The statements
+cancelled request) closes its connection, since its answer may still be on the way; so does a read
+whose prepared statement went stale. libpq is never asked for a result while it is busy: it would
+wait for the server with the event loop (and the GIL) held. The statements
 are the same SQLAlchemy constructs the rest of the code runs, compiled once; driver errors are
 raised as SQLAlchemy's, which the app answers 503.
 """
@@ -27,6 +29,7 @@ raised as SQLAlchemy's, which the app answers 503.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -51,6 +54,9 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 # than the generic one, which is as fast): 0.4 ms of planning a list. Every list shape is checked
 # under generic plans (``tests/api/test_list_plans.py``).
 _GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+# "cached plan must not change result type" (a migration changed a column), "prepared statement does
+# not exist" (the server side lost it): the connection is dropped, and the next one prepares afresh.
+_STALE_STATEMENTS = frozenset({"0A000", "26000"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,13 @@ class _Prepared:
     sql: str
     names: tuple[str, ...]
     fixed: dict[str, Any]
+    # Named after its text: the same name is the same statement on every connection, and a name that
+    # reached the wrong connection (a misconfigured pooler) could only fail, never run another statement.
+    name: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.blake2b(self.sql.encode(), digest_size=12).hexdigest()
+        object.__setattr__(self, "name", f"pbx_{digest}".encode())
 
     def values(self, params: dict[str, Any]) -> list[bytes | None]:
         merged = {**self.fixed, **params}
@@ -100,7 +113,7 @@ class _Session:
     """A connection, the statements prepared on it, and when it was last returned."""
 
     conn: Conn
-    names: dict[str, bytes] = field(default_factory=dict)  # sql -> its prepared statement's name
+    prepared: set[bytes] = field(default_factory=set)  # the names of the statements prepared on it
     since: float = 0.0
 
     @property
@@ -113,13 +126,19 @@ class _Session:
         loop = asyncio.get_running_loop()
         while pgconn.flush():  # a few hundred bytes: nearly always sent at once
             await _until_ready(loop, pgconn.socket, write=True)
-        while True:
-            pgconn.consume_input()
-            if not pgconn.is_busy():
-                break
-            await _until_ready(loop, pgconn.socket, write=False)
         last = None
-        while (result := pgconn.get_result()) is not None:
+        while True:
+            # Never ask libpq for a result while it is busy: it would wait for the server with the
+            # event loop (and the GIL) held. Having handed over a result, it is busy again until
+            # the server's ready-for-query arrives, which may come in a later packet (an error's
+            # does).
+            pgconn.consume_input()
+            if pgconn.is_busy():
+                await _until_ready(loop, pgconn.socket, write=False)
+                continue
+            result = pgconn.get_result()
+            if result is None:
+                break
             last = result
         if pgconn.status == pq.ConnStatus.BAD:  # libpq reports a lost connection as a result
             message = (last.error_message if last else pgconn.error_message).decode(errors="replace")
@@ -132,13 +151,11 @@ class _Session:
 
     async def rows(self, prepared: _Prepared, values: Sequence[bytes | None]) -> list[tuple[Any, ...]]:
         pgconn = self.conn.pgconn
-        name = self.names.get(prepared.sql)
-        if name is None:
-            name = f"pbx_{len(self.names) + 1}".encode()
-            pgconn.send_prepare(name, prepared.sql.encode())
+        if prepared.name not in self.prepared:
+            pgconn.send_prepare(prepared.name, prepared.sql.encode())
             await self._result()
-            self.names[prepared.sql] = name
-        pgconn.send_query_prepared(name, values)
+            self.prepared.add(prepared.name)
+        pgconn.send_query_prepared(prepared.name, values)
         result = await self._result()
         loader = Transformer(self.conn)
         loader.set_pgresult(result)
@@ -182,9 +199,17 @@ class _Pool:
                 except psycopg.Error:
                     await session.conn.close()
                     continue
+                except BaseException:  # cut short: its answer may still be on the way
+                    await session.conn.close()
+                    raise
             return session
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        await conn.execute(_GENERIC_PLANS)
+        # UTF-8 whatever the database's default: parameters are sent encoded so.
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, client_encoding="utf8")
+        try:
+            await conn.execute(_GENERIC_PLANS)
+        except BaseException:
+            await conn.close()
+            raise
         return _Session(conn)
 
     @asynccontextmanager
@@ -196,8 +221,9 @@ class _Pool:
                 yield session
                 keep = True
             except psycopg.Error as exc:
-                # A statement the server refused (an error result) leaves the connection in step.
-                keep = exc.pgresult is not None
+                # A statement the server refused (an error result) leaves the connection in step,
+                # unless the refusal says its prepared statements are stale or gone.
+                keep = exc.pgresult is not None and exc.sqlstate not in _STALE_STATEMENTS
                 raise
             finally:
                 if keep and session.usable:
