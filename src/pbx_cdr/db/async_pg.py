@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
-from psycopg import pq
+from psycopg import abc, pq
 from psycopg.adapt import Transformer
 from sqlalchemy import Dialect, Engine, Select
 from sqlalchemy.exc import DBAPIError
@@ -66,13 +66,7 @@ class _Prepared:
     sql: str
     names: tuple[str, ...]
     fixed: dict[str, Any]
-    # Named after its text: the same name is the same statement on every connection, and a name that
-    # reached the wrong connection (a misconfigured pooler) could only fail, never run another statement.
-    name: bytes = field(init=False)
-
-    def __post_init__(self) -> None:
-        digest = hashlib.blake2b(self.sql.encode(), digest_size=12).hexdigest()
-        object.__setattr__(self, "name", f"pbx_{digest}".encode())
+    name: bytes
 
     def values(self, params: dict[str, Any]) -> list[bytes | None]:
         merged = {**self.fixed, **params}
@@ -92,7 +86,10 @@ def _prepared(statement: Select[Any], dialect: Dialect) -> _Prepared:
         return f"${names.setdefault(name, len(names) + 1)}"
 
     sql = _PLACEHOLDER.sub(placeholder, compiled.sql)
-    return _Prepared(sql, tuple(names), compiled.fixed)
+    # Named after its text: the same name is the same statement on every connection, and a name that
+    # reached the wrong connection (a misconfigured pooler) could only fail, never run another statement.
+    name = f"pbx_{hashlib.blake2b(sql.encode(), digest_size=12).hexdigest()}".encode()
+    return _Prepared(sql, tuple(names), compiled.fixed, name)
 
 
 def _text(value: Any) -> bytes | None:
@@ -110,11 +107,15 @@ def _text(value: Any) -> bytes | None:
 
 @dataclass
 class _Session:
-    """A connection, the statements prepared on it, and when it was last returned."""
+    """A connection, the statements prepared on it, its row loader, and when it was last returned."""
 
     conn: Conn
     prepared: set[bytes] = field(default_factory=set)  # the names of the statements prepared on it
     since: float = 0.0
+    loader: abc.Transformer = field(init=False)  # kept, as a psycopg cursor keeps its own
+
+    def __post_init__(self) -> None:
+        self.loader = Transformer(self.conn)
 
     @property
     def usable(self) -> bool:
@@ -157,9 +158,8 @@ class _Session:
             self.prepared.add(prepared.name)
         pgconn.send_query_prepared(prepared.name, values)
         result = await self._result()
-        loader = Transformer(self.conn)
-        loader.set_pgresult(result)
-        return loader.load_rows(0, result.ntuples, tuple)
+        self.loader.set_pgresult(result)
+        return self.loader.load_rows(0, result.ntuples, tuple)
 
 
 async def _until_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
@@ -169,17 +169,12 @@ async def _until_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool)
         if not waiter.done():
             waiter.set_result(None)
 
-    if write:
-        loop.add_writer(fd, wake)
-    else:
-        loop.add_reader(fd, wake)
+    watch, unwatch = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+    watch(fd, wake)
     try:
         await waiter
     finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
+        unwatch(fd)
 
 
 class _Pool:

@@ -92,23 +92,13 @@ def _compose(
     """
     t = select(total.label("total")).cte("t")
     within_total = select(t.c.total).scalar_subquery() > offset
+    rows = select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
     if rows_where is not None:
-        p = (
-            select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
-            .where(*rows_where, within_total)
-            .order_by(*_ORDER)
-            .limit(_LIMIT)
-            .offset(offset)
-            .subquery("p")
-        )
+        p = rows.where(*rows_where, within_total).order_by(*_ORDER).limit(_LIMIT).offset(offset).subquery("p")
     else:
         guarded = ids if skip is None else ids.offset(case((within_total, skip), else_=0))
         within = guarded.where(within_total).subquery("ids")
-        p = (
-            select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
-            .join_from(within, calls, calls.c.id == within.c.id)
-            .subquery("p")
-        )
+        p = rows.join_from(within, calls, calls.c.id == within.c.id).subquery("p")
     combined = (
         select(*(p.c[field] for field in API_FIELDS), t.c.total)
         .select_from(t.outerjoin(p, true()))
