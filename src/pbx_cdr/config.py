@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     db_pool_size: int = 10
     list_cache_mb: int = Field(default=16, ge=0)  # list pages kept per process (api/list_cache.py)
+    # PostgreSQL: token lookups kept per process while no change is heard (api/token_cache.py); 0: none
+    token_cache_seconds: float = Field(default=10.0, ge=0)
+    # PostgreSQL: where that process listens for the changes, if not database_url (past a pooler)
+    database_listen_url: str = ""
 
     # Operations
     log_json: bool = False
@@ -75,6 +79,7 @@ class Settings(BaseSettings):
             update={
                 "data_dir": data_dir,
                 "database_url": normalize_database_url(database_url),
+                "database_listen_url": normalize_database_url(self.database_listen_url),
                 "storage_url": storage_url,
                 "public_url": public_url,
             }

@@ -14,10 +14,12 @@ from sqlalchemy import Engine
 from pbx_cdr import tokens
 from pbx_cdr.api import ratelimit
 from pbx_cdr.api.list_cache import ListCache
+from pbx_cdr.api.token_cache import TokenCache
 from pbx_cdr.clock import Clock
 from pbx_cdr.config import Settings
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.async_pg import AsyncReader
+from pbx_cdr.db.async_pg import AsyncReader, libpq_conninfo
+from pbx_cdr.db.auth_changes import AuthChangeListener
 from pbx_cdr.db.offload import run_db
 from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.queries.accounts import Account
@@ -36,15 +38,27 @@ class Services:
     rate_limiter: ratelimit.RateLimiter = field(init=False)
     list_cache: ListCache = field(init=False)
     async_reader: AsyncReader | None = field(init=False)  # PostgreSQL: reads awaited on the loop
+    # PostgreSQL, unless token_cache_seconds is 0: token lookups kept while no change is heard
+    token_cache: TokenCache | None = field(init=False, default=None)
+    auth_changes: AuthChangeListener | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.rate_limiter = ratelimit.RateLimiter(self.engine)
         self.list_cache = ListCache(self.settings.list_cache_mb * 1024 * 1024)
-        self.async_reader = (
-            None if db.is_sqlite(self.engine) else AsyncReader(self.engine, self.settings.db_pool_size)
-        )
+        self.async_reader = None
+        if db.is_sqlite(self.engine):
+            return
+        self.async_reader = AsyncReader(self.engine, self.settings.db_pool_size)
+        if self.settings.token_cache_seconds > 0:
+            cache = self.token_cache = TokenCache(self.settings.token_cache_seconds)
+            listen_url = self.settings.database_listen_url or self.engine.url
+            self.auth_changes = AuthChangeListener(
+                libpq_conninfo(listen_url), on_change=cache.changed, on_listening=cache.set_listening
+            )
 
     async def close(self) -> None:
+        if self.auth_changes is not None:
+            await self.auth_changes.close()
         if self.async_reader is not None:
             await self.async_reader.close()
 
@@ -88,20 +102,39 @@ def bearer_or_basic(request: Request, *, allow_basic: bool) -> str | None:
     return None
 
 
-async def lookup_token(services: Services, token: str | None) -> tuple[token_queries.TokenRow, Account]:
+@dataclass(frozen=True)
+class Lookup:
+    """An active token, its account, and its hash (the token cache's key)."""
+
+    token_hash: str
+    row: token_queries.TokenRow
+    account: Account
+
+
+async def lookup_token(services: Services, token: str | None, *, fresh: bool = False) -> Lookup:
     """The active token and its account by the token's hash, or 401. Reads only, never a thread:
     straight through the driver on SQLite (a read of a few microseconds), awaited over an async
-    connection on PostgreSQL (``db/async_pg.py``)."""
+    connection on PostgreSQL (``db/async_pg.py``), unless the token cache has it (``fresh``: not
+    from the cache, for an account's current ``data_version``)."""
     if not token or not tokens.looks_like_token(token):
         raise Unauthenticated()
     token_hash = tokens.hash_token(token)
-    if services.async_reader is not None:
+    if services.async_reader is None:
+        found = token_queries.find_active_token_and_account(services.engine, token_hash)
+    elif services.token_cache is None or services.auth_changes is None:
         found = await token_queries.find_active_token_and_account_async(services.async_reader, token_hash)
     else:
-        found = token_queries.find_active_token_and_account(services.engine, token_hash)
+        cache = services.token_cache
+        services.auth_changes.heard()
+        if not fresh and (kept := cache.get(token_hash)) is not None:
+            return Lookup(token_hash, *kept)
+        generation = cache.generation
+        found = await token_queries.find_active_token_and_account_async(services.async_reader, token_hash)
+        if found is not None:
+            cache.put(token_hash, found, generation)
     if found is None:
         raise Unauthenticated()
-    return found
+    return Lookup(token_hash, *found)
 
 
 def admit(services: Services, row: token_queries.TokenRow, account: Account, scope: str) -> Principal:
@@ -111,7 +144,7 @@ def admit(services: Services, row: token_queries.TokenRow, account: Account, sco
     ratelimit.enforce(rate)
     if scope not in row.scopes:
         raise Forbidden()
-    if row.last_used_ts is None or now - row.last_used_ts >= token_queries.LAST_USED_RESOLUTION:
+    if token_queries.touch_due(row, now):
         with db.write(services.engine, durable=False) as conn:
             token_queries.touch_token(conn, row, now)
     return Principal(account=account, token_id=row.id, scopes=row.scopes, rate=rate)
@@ -119,22 +152,27 @@ def admit(services: Services, row: token_queries.TokenRow, account: Account, sco
 
 def admit_writes(services: Services, row: token_queries.TokenRow, account: Account) -> bool:
     """Whether :func:`admit` will write: a rate-limited token, or a ``last_used_ts`` that is due."""
-    if account.rate_limit_per_minute > 0 or row.last_used_ts is None:
-        return True
-    return int(services.clock.now()) - row.last_used_ts >= token_queries.LAST_USED_RESOLUTION
+    return account.rate_limit_per_minute > 0 or token_queries.touch_due(row, int(services.clock.now()))
 
 
-async def authenticate_async(services: Services, token: str | None, scope: str) -> Principal:
+async def authenticate_async(
+    services: Services, token: str | None, scope: str, *, fresh: bool = False
+) -> Principal:
     """Look the token up by its hash; refuse unknown or revoked ones (401) and missing scopes (403).
 
     The lookup never leaves the event loop (:func:`lookup_token`). Writes (a rate-limited token,
     ``last_used_ts`` once a minute) go to a worker thread (at most a pool's worth at once:
     ``db/offload.py``), so the loop never waits on a lock.
     """
-    row, account = await lookup_token(services, token)
-    if admit_writes(services, row, account):
-        return await run_db(services.engine, admit, services, row, account, scope)
-    return admit(services, row, account, scope)
+    found = await lookup_token(services, token, fresh=fresh)
+    row, account = found.row, found.account
+    if not admit_writes(services, row, account):
+        return admit(services, row, account, scope)
+    touching = token_queries.touch_due(row, int(services.clock.now()))
+    principal = await run_db(services.engine, admit, services, row, account, scope)
+    if touching and services.token_cache is not None:
+        services.token_cache.forget(found.token_hash)  # kept with the last_used_ts just replaced
+    return principal
 
 
 def _remember(request: Request, principal: Principal) -> None:
@@ -143,12 +181,14 @@ def _remember(request: Request, principal: Principal) -> None:
     request.state.rate_limit_headers = principal.rate.headers()
 
 
-async def authenticate_request(request: Request, scope: str, *, allow_basic: bool = False) -> Principal:
+async def authenticate_request(
+    request: Request, scope: str, *, allow_basic: bool = False, fresh: bool = False
+) -> Principal:
     """The caller, for a route that authenticates in its body instead of through a dependency."""
     # The services straight from the app, not as a sub-dependency: one less for FastAPI to solve.
     services = services_of(request)
     token = bearer_or_basic(request, allow_basic=allow_basic)
-    principal = await authenticate_async(services, token, scope)
+    principal = await authenticate_async(services, token, scope, fresh=fresh)
     _remember(request, principal)
     return principal
 

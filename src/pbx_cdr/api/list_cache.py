@@ -28,6 +28,10 @@ class ListCache:
         self._pages: OrderedDict[Hashable, bytes] = OrderedDict()
         self._bytes = 0
 
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
     def get(self, key: Hashable) -> bytes | None:
         if not self.max_bytes:
             return None

@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 from psycopg import abc, pq
 from psycopg.adapt import Transformer
-from sqlalchemy import Dialect, Engine, Select
+from sqlalchemy import URL, Dialect, Engine, Select, make_url
 from sqlalchemy.exc import DBAPIError
 
 from pbx_cdr.db.driver import driver_statement
@@ -233,12 +233,17 @@ class _Pool:
             await session.conn.close()
 
 
+def libpq_conninfo(url: str | URL) -> str:
+    """A SQLAlchemy database URL as a libpq connection string (a ``postgresql://`` URL)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class AsyncReader:
     """Awaitable reads for ``engine``'s PostgreSQL database."""
 
     def __init__(self, engine: Engine, max_size: int) -> None:
         self.engine = engine
-        self.conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conninfo = libpq_conninfo(engine.url)
         self.max_size = max_size
         self._pool: _Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -102,7 +102,9 @@ async def list_cdrs(request: Request) -> Response:
     # Laravel reads the last of repeated parameters and treats empty ones as absent.
     params = {k: v for k in LIST_PARAMS if (v := request.query_params.get(k)) not in (None, "")}
 
-    principal = await authenticate_request(request, "cdr:read")
+    # With the list cache on, the account's data version must be current: the token is looked up
+    # afresh, not taken from the token cache (whose accounts' versions may be old).
+    principal = await authenticate_request(request, "cdr:read", fresh=services.list_cache.enabled)
     account = principal.account
     query = parse_list_query(
         params,

@@ -110,9 +110,14 @@ def _parsed(row: tuple[Any, ...]) -> tuple[TokenRow, Account]:
     return token, Account(**{f: fields[f] for f in Account.__dataclass_fields__})
 
 
+def touch_due(token: TokenRow, now: int) -> bool:
+    """Whether ``last_used_ts`` is to be written now (at most once per ``LAST_USED_RESOLUTION``)."""
+    return token.last_used_ts is None or now - token.last_used_ts >= LAST_USED_RESOLUTION
+
+
 def touch_token(conn: Connection, token: TokenRow, now: int) -> None:
     """Keep ``last_used_ts``, at a resolution that spares the database a write per request."""
-    if token.last_used_ts is None or now - token.last_used_ts >= LAST_USED_RESOLUTION:
+    if touch_due(token, now):
         conn.execute(update(api_tokens).where(api_tokens.c.id == token.id).values(last_used_ts=now))
 
 
