@@ -7,8 +7,10 @@ lost listening connection must stop the cache until it is back.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
-from pbx_cdr.api.deps import Services
+from pbx_cdr.api.deps import Services, lookup_token
 from pbx_cdr.api.token_cache import MAX_ENTRIES, TokenCache
 from pbx_cdr.app import create_app
 from pbx_cdr.cli.accounts import create_account
@@ -24,6 +26,7 @@ from pbx_cdr.cli.context import CliContext
 from pbx_cdr.cli.tokens import issue_token
 from pbx_cdr.clock import FrozenClock
 from pbx_cdr.config import load_settings
+from pbx_cdr.db import auth_changes
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.auth_changes import CHANNEL
 from pbx_cdr.db.engine import make_engine
@@ -32,6 +35,7 @@ from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.db.queries.tokens import TokenRow
 from pbx_cdr.db.tables import api_tokens
+from pbx_cdr.errors import Unauthenticated
 from pbx_cdr.tokens import hash_token
 from tests.conftest import NOW, SECRET, Tenant, cdr, new_pg_database
 from tests.servers import PostgresServer
@@ -214,7 +218,7 @@ def listener_pids(engine: Engine) -> list[int]:
         return list(
             conn.execute(
                 text("SELECT pid FROM pg_stat_activity WHERE query = :q AND datname = current_database()"),
-                {"q": f"LISTEN {CHANNEL}"},
+                {"q": f'LISTEN "{CHANNEL}"'},
             ).scalars()
         )
 
@@ -286,7 +290,7 @@ def test_an_account_change_is_heard_and_ingest_is_not(
         r = client.post("/api/pbx/cdr", json=cdr(U, billsec=n + 1), headers=tenant_pg.write)
         assert r.status_code in (200, 201)
     time.sleep(0.2)
-    client.get("/healthz")
+    assert client.post("/api/pbx/cdr", json=cdr(U, billsec=3), headers=tenant_pg.write).status_code == 200
     assert cache.generation == generation and hash_token(tenant_pg.write_token) in cache
 
     with db.write(pg_engine) as conn:
@@ -326,11 +330,12 @@ def test_last_used_is_still_written_once_a_minute(
 
     def last_used() -> int | None:
         with pg_engine.connect() as conn:
-            return conn.execute(
+            value: int | None = conn.execute(
                 select(api_tokens.c.last_used_ts).where(
                     api_tokens.c.token_hash == hash_token(tenant_pg.read_token)
                 )
             ).scalar_one()
+            return value
 
     kept(client, tenant_pg.read)
     assert last_used() == int(NOW)
@@ -386,3 +391,135 @@ def test_the_listen_url_is_used_when_given(
             {"pid": listener_pids(pg_engine)[0]},
         ).scalars()
         assert list(names) == ["pbx_listener"]
+
+
+# --- on the event loop itself, where a test controls when the loop turns ------------------------
+
+
+Scenario = Callable[[Services], Awaitable[None]]
+
+
+@pytest.fixture
+def on_loop(pg_url: str, pg_engine: Engine, tmp_path: Path) -> Callable[..., None]:
+    """Run a scenario against the services of an app on PostgreSQL, on an event loop of its own."""
+
+    def run(scenario: Scenario, **options: Any) -> None:
+        settings = load_settings(
+            data_dir=tmp_path / "loop",
+            database_url=pg_url,
+            secret_key=SECRET,
+            **{"list_cache_mb": 0, "token_cache_seconds": 3600, **options},
+        )
+        found: Services = create_app(settings, clock=FrozenClock(NOW), engine=pg_engine).state.services
+
+        async def main() -> None:
+            try:
+                await scenario(found)
+            finally:
+                await found.close()
+
+        asyncio.run(main())
+
+    return run
+
+
+async def listening(services: Services, timeout_s: float = 10.0) -> None:
+    assert services.auth_changes is not None and services.token_cache is not None
+    services.auth_changes.heard()
+    deadline = time.monotonic() + timeout_s
+    while not services.token_cache.listening:
+        assert time.monotonic() < deadline, "not listening in time"
+        await asyncio.sleep(0.01)
+
+
+async def keep(services: Services, token: str) -> TokenCache:
+    await listening(services)
+    await lookup_token(services, token)
+    cache = services.token_cache
+    assert cache is not None and hash_token(token) in cache
+    return cache
+
+
+def test_what_has_arrived_is_read_before_a_kept_lookup_is_used(
+    on_loop: Callable[..., None], tenant_pg: Tenant, pg_engine: Engine
+) -> None:
+    async def scenario(services: Services) -> None:
+        await keep(services, tenant_pg.read_token)
+        revoke(pg_engine, tenant_pg.read_token)  # blocking: the loop does not turn from here on
+        time.sleep(0.2)  # the notification reaches the socket, unread
+        with pytest.raises(Unauthenticated):
+            await lookup_token(services, tenant_pg.read_token)
+
+    on_loop(scenario)
+
+
+@pytest.mark.parametrize("loop_turns", [True, False], ids=["heard-during-lookup", "arrived-with-answer"])
+def test_a_lookup_overtaken_by_a_change_is_not_kept(
+    on_loop: Callable[..., None],
+    tenant_pg: Tenant,
+    pg_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    loop_turns: bool,
+) -> None:
+    real = token_queries.find_active_token_and_account_async
+
+    async def read_then_revoked(reader: Any, token_hash: str) -> Any:
+        found = await real(reader, token_hash)
+        revoke(pg_engine, tenant_pg.read_token)  # committed after the read, before it is kept
+        if loop_turns:
+            await asyncio.sleep(0.2)
+        else:
+            time.sleep(0.2)
+        return found
+
+    async def scenario(services: Services) -> None:
+        await listening(services)
+        monkeypatch.setattr(token_queries, "find_active_token_and_account_async", read_then_revoked)
+        await lookup_token(services, tenant_pg.read_token)  # valid when it was read
+        assert (
+            services.token_cache is not None and hash_token(tenant_pg.read_token) not in services.token_cache
+        )
+        monkeypatch.setattr(token_queries, "find_active_token_and_account_async", real)
+        with pytest.raises(Unauthenticated):
+            await lookup_token(services, tenant_pg.read_token)
+
+    on_loop(scenario)
+
+
+def test_a_listener_found_dead_is_not_trusted_for_the_request_that_found_it(
+    on_loop: Callable[..., None], tenant_pg: Tenant, pg_engine: Engine
+) -> None:
+    async def scenario(services: Services) -> None:
+        await keep(services, tenant_pg.read_token)
+        (pid,) = listener_pids(pg_engine)
+        with pg_engine.begin() as conn:  # from here on, changes are not notified
+            conn.execute(text("ALTER TABLE api_tokens DISABLE TRIGGER pbx_cdr_auth_tokens"))
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        revoke(pg_engine, tenant_pg.read_token)
+        time.sleep(0.2)  # the connection's end reaches the socket; the loop has not turned
+        with pytest.raises(Unauthenticated):
+            await lookup_token(services, tenant_pg.read_token)
+
+    on_loop(scenario)
+
+
+def test_a_listen_url_that_does_not_hear_the_database_keeps_the_cache_off(
+    on_loop: Callable[..., None],
+    tenant_pg: Tenant,
+    pg: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another database answers LISTEN, and never hears this one's notifications."""
+    monkeypatch.setattr(auth_changes, "_PROBE_TIMEOUT_S", 0.2)
+
+    async def scenario(services: Services) -> None:
+        assert services.auth_changes is not None and services.token_cache is not None
+        for _ in range(20):
+            await lookup_token(services, tenant_pg.read_token)
+            await asyncio.sleep(0.05)
+        assert not services.token_cache.listening and len(services.token_cache) == 0
+
+    with caplog.at_level(logging.WARNING, logger="pbx_cdr.db.auth_changes"):
+        on_loop(scenario, database_listen_url=new_pg_database(pg))
+    assert "did not arrive on the listening connection" in caplog.text

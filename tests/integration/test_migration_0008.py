@@ -6,6 +6,7 @@ from alembic import command
 from sqlalchemy import Engine, text
 
 from pbx_cdr.db.migrate import alembic_config, current_revision, upgrade
+from pbx_cdr.db.tables import accounts, api_tokens
 
 TRIGGERS = {("pbx_cdr_auth_accounts", "accounts"), ("pbx_cdr_auth_tokens", "api_tokens")}
 
@@ -30,3 +31,26 @@ def test_0008_up_and_down(empty_engine: Engine) -> None:
     assert triggers(engine) == set()
     upgrade(engine, "0008")
     assert triggers(engine) == expected
+
+
+def test_every_column_but_the_bookkeeping_ones_notifies(empty_engine: Engine) -> None:
+    """A column added later must be added to the triggers too (or here, as bookkeeping)."""
+    engine = empty_engine
+    if engine.dialect.name != "postgresql":
+        return
+    upgrade(engine, "0008")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT t.tgname, a.attname FROM pg_trigger t"
+                " JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum = ANY (t.tgattr)"
+                " WHERE t.tgname LIKE 'pbx_cdr_auth_%'"
+            )
+        )
+        watched: dict[str, set[str]] = {}
+        for trigger, column in rows:
+            watched.setdefault(trigger, set()).add(column)
+    assert watched == {
+        "pbx_cdr_auth_tokens": {c.name for c in api_tokens.c} - {"last_used_ts"},
+        "pbx_cdr_auth_accounts": {c.name for c in accounts.c} - {"data_version"},
+    }

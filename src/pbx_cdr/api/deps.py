@@ -53,7 +53,10 @@ class Services:
             cache = self.token_cache = TokenCache(self.settings.token_cache_seconds)
             listen_url = self.settings.database_listen_url or self.engine.url
             self.auth_changes = AuthChangeListener(
-                libpq_conninfo(listen_url), on_change=cache.changed, on_listening=cache.set_listening
+                libpq_conninfo(listen_url),
+                libpq_conninfo(self.engine.url),
+                on_change=cache.changed,
+                on_listening=cache.set_listening,
             )
 
     async def close(self) -> None:
@@ -131,6 +134,7 @@ async def lookup_token(services: Services, token: str | None, *, fresh: bool = F
         generation = cache.generation
         found = await token_queries.find_active_token_and_account_async(services.async_reader, token_hash)
         if found is not None:
+            services.auth_changes.heard()  # a change that arrived with the answer: not kept
             cache.put(token_hash, found, generation)
     if found is None:
         raise Unauthenticated()

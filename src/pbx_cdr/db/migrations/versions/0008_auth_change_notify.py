@@ -24,7 +24,7 @@ branch_labels = None
 depends_on = None
 
 CHANNEL = "pbx_cdr_auth"  # db/auth_changes.CHANNEL; a migration keeps its own copy of what it wrote
-TOKEN_COLUMNS = ", ".join(("account_id", "name", "token_hash", "scopes", "created_ts", "revoked_ts"))
+TOKEN_COLUMNS = ", ".join(("id", "account_id", "name", "token_hash", "scopes", "created_ts", "revoked_ts"))
 ACCOUNT_COLUMNS = ", ".join(
     (
         "id",
