@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -523,3 +524,20 @@ def test_a_listen_url_that_does_not_hear_the_database_keeps_the_cache_off(
     with caplog.at_level(logging.WARNING, logger="pbx_cdr.db.auth_changes"):
         on_loop(scenario, database_listen_url=new_pg_database(pg))
     assert "did not arrive on the listening connection" in caplog.text
+
+
+def test_metrics_tell_kept_lookups_and_listening(serve: Serve, tenant_pg: Tenant) -> None:
+    def sample(text_: str, name: str) -> float:
+        found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text_, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    client = serve(list_cache_mb=0, token_cache_seconds=3600)
+    before = client.get("/metrics").text
+    kept(client, tenant_pg.read)
+    for _ in range(5):
+        assert client.get("/api/pbx/cdr", headers=tenant_pg.read).status_code == 200
+    after = client.get("/metrics").text
+    cache_hits = 'pbx_cdr_token_lookups_total{source="cache"}'
+    assert sample(after, cache_hits) - sample(before, cache_hits) >= 5
+    assert sample(after, 'pbx_cdr_token_lookups_total{source="database"}') >= 1
+    assert sample(after, "pbx_cdr_token_cache_listening") == 1

@@ -24,6 +24,7 @@ from pbx_cdr.db.offload import run_db
 from pbx_cdr.db.queries import tokens as token_queries
 from pbx_cdr.db.queries.accounts import Account
 from pbx_cdr.errors import Forbidden, Unauthenticated
+from pbx_cdr.observability import metrics
 from pbx_cdr.storage.base import Storage
 
 
@@ -51,12 +52,17 @@ class Services:
         self.async_reader = AsyncReader(self.engine, self.settings.db_pool_size)
         if self.settings.token_cache_seconds > 0:
             cache = self.token_cache = TokenCache(self.settings.token_cache_seconds)
+
+            def listening(on: bool) -> None:
+                cache.set_listening(on)
+                metrics.token_cache_listening(on)
+
             listen_url = self.settings.database_listen_url or self.engine.url
             self.auth_changes = AuthChangeListener(
                 libpq_conninfo(listen_url),
                 libpq_conninfo(self.engine.url),
                 on_change=cache.changed,
-                on_listening=cache.set_listening,
+                on_listening=listening,
             )
 
     async def close(self) -> None:
@@ -130,7 +136,9 @@ async def lookup_token(services: Services, token: str | None, *, fresh: bool = F
         cache = services.token_cache
         services.auth_changes.heard()
         if not fresh and (kept := cache.get(token_hash)) is not None:
+            metrics.count_token_lookup(from_cache=True)
             return Lookup(token_hash, *kept)
+        metrics.count_token_lookup(from_cache=False)
         generation = cache.generation
         found = await token_queries.find_active_token_and_account_async(services.async_reader, token_hash)
         if found is not None:

@@ -22,6 +22,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -54,8 +55,19 @@ RATE_LIMITED = Counter(
     "pbx_cdr_rate_limited",
     "Requests refused with 429 because their token's rate limit was exceeded",
 )
+TOKEN_LOOKUPS = Counter(
+    "pbx_cdr_token_lookups",
+    "PostgreSQL token lookups with the token cache on, by where the answer came from (cache, database)",
+    ("source",),
+)
+TOKEN_CACHE_LISTENING = Gauge(
+    "pbx_cdr_token_cache_listening",
+    "Server processes whose token cache hears PostgreSQL's notifications (and so may keep lookups)",
+    multiprocess_mode="livesum",
+)
 
 PUBLIC_PREFIX = "/api/public/"
+_TOKEN_FROM = {True: TOKEN_LOOKUPS.labels("cache"), False: TOKEN_LOOKUPS.labels("database")}
 
 
 # Each label set's children, looked up once: ``labels()`` validates and locks on every call.
@@ -89,6 +101,14 @@ def count_ingested(source: str, outcomes: Iterable[str]) -> None:
 
 def count_rate_limited() -> None:
     RATE_LIMITED.inc()
+
+
+def count_token_lookup(*, from_cache: bool) -> None:
+    _TOKEN_FROM[from_cache].inc()
+
+
+def token_cache_listening(listening: bool) -> None:
+    TOKEN_CACHE_LISTENING.set(1 if listening else 0)
 
 
 def exposition() -> tuple[bytes, str]:
