@@ -53,12 +53,13 @@ end
 """
 
 
-def server_cpu_seconds(root_pid: int) -> float:
+def server_cpu_seconds(root_pid: int, *, reaped: bool = False) -> float:
     """User + system CPU time so far of the server's processes (the supervisor and its workers).
 
     Read around a ``wrk`` run and divided by its requests, it gives the server's CPU time per
     request: steadier than requests per second on a shared machine, where ``wrk``, the database
-    and other work take the same cores.
+    and other work take the same cores. ``reaped``: also the children that have exited (a
+    PostgreSQL server's backends come and go; their time is added to the postmaster's).
     """
     ticks = 0
     pids, frontier = [root_pid], [root_pid]
@@ -76,6 +77,8 @@ def server_cpu_seconds(root_pid: int) -> float:
         except OSError:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime (the 14th and 15th fields)
+        if reaped:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: its children waited for
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

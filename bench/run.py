@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,13 @@ def ms(p50: float, p99: float) -> str:
 
 
 def run_database(
-    name: str, url: str, scratch: str, args: argparse.Namespace, report: Report, work: Path
+    name: str,
+    url: str,
+    scratch: str,
+    db_pid: int | None,
+    args: argparse.Namespace,
+    report: Report,
+    work: Path,
 ) -> None:
     print(f"\n== {name}: loading {args.calls:,} calls", flush=True)
     loaded = load(url, args.calls)
@@ -130,30 +137,55 @@ def run_database(
             )
     engine.dispose()
     if not args.skip_http:
-        run_http(name, url, args, report, work, biggest, small)
+        run_http(name, url, db_pid, args, report, work, biggest, small)
 
 
-def _cpu_ms(
-    server: PbxServer, run: Callable[[], http.WrkResult], seconds: int
-) -> tuple[http.WrkResult, float]:
-    """The run, and the server's CPU time per request during it (steadier on a shared machine)."""
-    before = ingest.server_cpu_seconds(server.proc.pid)
+@dataclass(frozen=True)
+class Served:
+    """A server, and the PostgreSQL server's postmaster behind it, if any."""
+
+    server: PbxServer
+    db_pid: int | None
+
+
+def _cpu_seconds(served: Served) -> tuple[float, float]:
+    """CPU time so far of the server's processes and of PostgreSQL's (0 on SQLite)."""
+    db_pid = served.db_pid
+    database = ingest.server_cpu_seconds(db_pid, reaped=True) if db_pid else 0.0
+    return ingest.server_cpu_seconds(served.server.proc.pid), database
+
+
+def _cpu_since(served: Served, before: tuple[float, float], count: float, *, per_call: bool = False) -> str:
+    """The CPU time spent since ``before``, per request in ms (or per call in µs), of the server and
+    of PostgreSQL: steadier than a rate on a shared machine."""
+    after = _cpu_seconds(served)
+    scale, unit, digits = (1e6, "µs/call", 1) if per_call else (1e3, "ms/req", 3)
+    count = max(1.0, count)
+    text = f"server CPU {scale * (after[0] - before[0]) / count:.{digits}f} {unit}"
+    if served.db_pid:
+        text += f", PostgreSQL CPU {scale * (after[1] - before[1]) / count:.{digits}f} {unit}"
+    return text
+
+
+def _cpu_ms(served: Served, run: Callable[[], http.WrkResult], seconds: int) -> tuple[http.WrkResult, str]:
+    """The run, and the CPU time per request during it of the server and of PostgreSQL."""
+    before = _cpu_seconds(served)
     res = run()
-    spent = ingest.server_cpu_seconds(server.proc.pid) - before
-    return res, 1000 * spent / max(1.0, res.requests_per_s * seconds)
+    return res, _cpu_since(served, before, res.requests_per_s * seconds)
 
 
 def http_lists(
-    name: str, server: PbxServer, tokens: tuple[tuple[str, str], ...], seconds: int, report: Report, note: str
+    name: str, served: Served, tokens: tuple[tuple[str, str], ...], seconds: int, report: Report, note: str
 ) -> None:
     """``/healthz``, then the list of each account, on one server: each list next to that baseline."""
-    health, health_cpu = _cpu_ms(server, lambda: http.wrk(server.base_url + "/healthz", seconds), seconds)
+    server = served.server
+    health, health_cpu = _cpu_ms(served, lambda: http.wrk(server.base_url + "/healthz", seconds), seconds)
     report.add(
         name,
         f"HTTP /healthz{note}",
         f"{health.requests_per_s:,.0f} req/s",
         "(the baseline)",
-        f"p99 {health.p99_ms:.1f} ms, server CPU {health_cpu:.3f} ms/req",
+        f"p99 {health.p99_ms:.1f} ms, {health_cpu}",
     )
     for label, token in tokens:
         headers = {"Authorization": f"Bearer {token}"}
@@ -161,19 +193,26 @@ def http_lists(
         def listing(h: dict[str, str] = headers) -> http.WrkResult:
             return http.wrk(server.base_url + "/api/pbx/cdr", seconds, h)
 
-        res, res_cpu = _cpu_ms(server, listing, seconds)
+        res, res_cpu = _cpu_ms(served, listing, seconds)
         share = 100 * res.requests_per_s / health.requests_per_s
         report.add(
             name,
             f"HTTP list, {label} account{note}",
             f"{res.requests_per_s:,.0f} req/s",
             f"{share:.0f}% of /healthz",
-            f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}, server CPU {res_cpu:.3f} ms/req",
+            f"p99 {res.p99_ms:.1f} ms, non-2xx {res.non_2xx}, {res_cpu}",
         )
 
 
 def run_http(
-    name: str, url: str, args: argparse.Namespace, report: Report, work: Path, biggest: int, small: int
+    name: str,
+    url: str,
+    db_pid: int | None,
+    args: argparse.Namespace,
+    report: Report,
+    work: Path,
+    biggest: int,
+    small: int,
 ) -> None:
     seconds = 3 if args.quick else 15
     read_big = http.issue_token(url, biggest, ["cdr:read"])
@@ -189,31 +228,29 @@ def run_http(
         http.serve(url, work / f"data-{name}-cached") as cached,
         http.RssSampler(cached.proc.pid) as rss_cached,
     ):
-        http_lists(name, cached, tokens, seconds, report, ", list cache on")
+        http_lists(name, Served(cached, db_pid), tokens, seconds, report, ", list cache on")
     with (
         http.serve(url, work / f"data-{name}", list_cache_mb=0) as server,
         http.RssSampler(server.proc.pid) as rss,
     ):
-
-        def cpu_ms(run: Callable[[], http.WrkResult]) -> tuple[http.WrkResult, float]:
-            return _cpu_ms(server, run, seconds)
-
-        http_lists(name, server, tokens, seconds, report, ", list cache off")
-        single, single_cpu = cpu_ms(lambda: ingest.single_posts(server, writer, seconds))
+        served = Served(server, db_pid)
+        http_lists(name, served, tokens, seconds, report, ", list cache off")
+        single, single_cpu = _cpu_ms(served, lambda: ingest.single_posts(server, writer, seconds), seconds)
         report.add(
             name,
             "ingest, single-call POSTs",
             f"{single.requests_per_s:,.0f} calls/s",
             "target 3,000",
-            f"p99 {single.p99_ms:.1f} ms, non-2xx {single.non_2xx}, server CPU {single_cpu:.3f} ms/req",
+            f"p99 {single.p99_ms:.1f} ms, non-2xx {single.non_2xx}, {single_cpu}",
         )
+        before = _cpu_seconds(served)
         rate, created = ingest.batch_posts(server, writer, bodies)
         report.add(
             name,
             "ingest, 1000-call batches",
             f"{rate:,.0f} calls/s",
             "target 10,000" if name == "sqlite" else "target 30,000",
-            f"{created:,} created",
+            f"{created:,} created, {_cpu_since(served, before, created, per_call=True)}",
         )
         if not args.skip_download:
             try:
@@ -232,17 +269,25 @@ def run_http(
 
 
 @contextmanager
-def databases(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, str, str]]]:
-    """(name, url, an empty scratch database's url for the baselines) per chosen database."""
+def databases(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, str, str, int | None]]]:
+    """(name, url, an empty scratch database's url for the baselines, PostgreSQL's postmaster pid)
+    per chosen database."""
     chosen = args.db.split(",")
     out = []
     if "sqlite" in chosen:
         for stale in ("bench.sqlite3", "scratch.sqlite3"):
             (work / stale).unlink(missing_ok=True)
-        out.append(("sqlite", f"sqlite:///{work / 'bench.sqlite3'}", f"sqlite:///{work / 'scratch.sqlite3'}"))
+        out.append(
+            ("sqlite", f"sqlite:///{work / 'bench.sqlite3'}", f"sqlite:///{work / 'scratch.sqlite3'}", None)
+        )
     if "postgresql" in chosen:
         with bench_postgres() as server:
-            pg = ("postgresql", new_database(server, "bench"), new_database(server, "bench_scratch"))
+            pg = (
+                "postgresql",
+                new_database(server, "bench"),
+                new_database(server, "bench_scratch"),
+                server.proc.pid,
+            )
             yield [*out, pg]
             return
     yield out
@@ -266,8 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     try:
         with databases(args, work) as dbs:
-            for name, url, scratch in dbs:
-                run_database(name, url, scratch, args, report, work)
+            for name, url, scratch, db_pid in dbs:
+                run_database(name, url, scratch, db_pid, args, report, work)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
