@@ -29,6 +29,7 @@ from pbx_cdr.clock import FrozenClock
 from pbx_cdr.config import load_settings
 from pbx_cdr.db import auth_changes
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.async_pg import libpq_conninfo
 from pbx_cdr.db.auth_changes import CHANNEL
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.queries import accounts as account_queries
@@ -541,3 +542,40 @@ def test_metrics_tell_kept_lookups_and_listening(serve: Serve, tenant_pg: Tenant
     assert sample(after, cache_hits) - sample(before, cache_hits) >= 5
     assert sample(after, 'pbx_cdr_token_lookups_total{source="database"}') >= 1
     assert sample(after, "pbx_cdr_token_cache_listening") == 1
+
+
+def test_a_connection_lost_as_its_probe_came_back_is_not_trusted(pg_url: str, pg_engine: Engine) -> None:
+    """The probe arrived, and the same read found the connection ended: never "listening" on it."""
+    conninfo = libpq_conninfo(pg_url)
+    states: list[tuple[bool, bool]] = []  # (listening, with a connection) at each report
+
+    class LostRightAfterTheProbe(auth_changes.AuthChangeListener):
+        lost_once = False
+
+        async def _probe_heard(self, loop: asyncio.AbstractEventLoop) -> None:
+            await super()._probe_heard(loop)
+            if not self.lost_once:
+                type(self).lost_once = True
+                (pid,) = listener_pids(pg_engine)
+                with pg_engine.connect() as conn:
+                    conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                time.sleep(0.2)  # the end reaches the socket
+                self._read()  # as a request's heard() would, before this coroutine resumes
+
+    async def scenario() -> None:
+        listener = LostRightAfterTheProbe(
+            conninfo,
+            conninfo,
+            on_change=lambda: None,
+            on_listening=lambda on: states.append((on, listener._conn is not None)),
+        )
+        listener.heard()
+        deadline = time.monotonic() + 10
+        while (True, True) not in states:  # listening again, on a new connection
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await listener.close()
+
+    asyncio.run(scenario())
+    assert LostRightAfterTheProbe.lost_once
+    assert (True, False) not in states

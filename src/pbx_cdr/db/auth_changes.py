@@ -48,6 +48,10 @@ class _NotHeard(Exception):
     """The probe did not come back: this connection does not hear the service's database."""
 
 
+class _Lost(Exception):
+    """The listening connection was lost (while its probe was awaited)."""
+
+
 class AuthChangeListener:
     """Listens on :data:`CHANNEL` from the event loop that first asks it to (see :meth:`heard`)."""
 
@@ -76,7 +80,7 @@ class AuthChangeListener:
         if self._closed:
             return
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        if self._loop is not loop or self._task is None or self._task.done():
             self._start(loop)
         elif self._conn is not None:
             self._read()
@@ -128,25 +132,29 @@ class AuthChangeListener:
         self._conn, self._fd, self._lost = conn, conn.pgconn.socket, loop.create_future()
         loop.add_reader(self._fd, self._read)
         await self._probe_heard(loop)
+        if self._conn is not conn or self._lost.done():
+            return  # lost while the probe came back: not listening
         self.on_listening(True)
         await self._lost
 
     async def _probe_heard(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Notify a random probe through the service's database; wait for it here."""
+        """Notify a random probe through the service's database; wait for it here (all of it
+        within ``_PROBE_TIMEOUT_S``)."""
         payload = _PROBE + secrets.token_hex(8).encode()
         arrived: asyncio.Future[None] = loop.create_future()
         self._probe = (payload, arrived)
+        probe_conninfo = make_conninfo(self.probe_conninfo, connect_timeout=int(_PROBE_TIMEOUT_S) or 1)
         try:
-            async with await psycopg.AsyncConnection.connect(self.probe_conninfo, autocommit=True) as sender:
-                await sender.execute(_NOTIFY, (payload.decode(),))
-            try:
-                await asyncio.wait_for(asyncio.shield(arrived), _PROBE_TIMEOUT_S)
-            except TimeoutError:
-                raise _NotHeard(
-                    "a notification sent through the database did not arrive on the listening "
-                    "connection: does PBX_CDR_DATABASE_LISTEN_URL reach the same database, past any "
-                    "pooler in transaction mode?"
-                ) from None
+            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+                async with await psycopg.AsyncConnection.connect(probe_conninfo, autocommit=True) as sender:
+                    await sender.execute(_NOTIFY, (payload.decode(),))
+                await arrived
+        except TimeoutError:
+            raise _NotHeard(
+                "a notification sent through the database did not arrive on the listening "
+                "connection in time: does PBX_CDR_DATABASE_LISTEN_URL reach the same database, past "
+                "any pooler in transaction mode?"
+            ) from None
         finally:
             self._probe = None
 
@@ -173,16 +181,17 @@ class AuthChangeListener:
             self._drop()
             if self._lost is not None and not self._lost.done():
                 self._lost.set_result(None)
+            if self._probe is not None and not self._probe[1].done():
+                self._probe[1].set_exception(_Lost("the listening connection was lost"))
 
     async def close(self) -> None:
         self._closed = True
+        self.on_listening(False)  # from now on, nothing is trusted
         task, self._task = self._task, None
-        if task is not None and task.get_loop() is asyncio.get_running_loop():
+        if task is not None and not task.get_loop().is_closed():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        elif task is not None and not task.get_loop().is_closed():
-            task.cancel()
+            if task.get_loop() is asyncio.get_running_loop():
+                await asyncio.wait([task])  # its end, whatever it was, without raising it here
         self._drop()
         self._loop = None
 
