@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from bench.copytext import TextCells, encode
 from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator, check_keys, day_keys, unpack_hour_counts
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.async_pg import libpq_conninfo
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.migrate import upgrade
 from pbx_cdr.db.queries import accounts as account_queries
@@ -243,13 +244,9 @@ class _SqliteLoader:
         self.conn.close()
 
 
-def _libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 class _PostgresLoader:
     def __init__(self, url: str) -> None:
-        self.url = _libpq_url(url)
+        self.url = libpq_conninfo(url)
         self.conn = psycopg.connect(self.url, autocommit=True)
         indexes = self.conn.execute(
             "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = 'calls' AND "

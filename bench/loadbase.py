@@ -16,8 +16,9 @@ import psycopg
 
 from bench.copytext import TextCells, encode
 from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator
-from bench.load import _libpq_url, create_accounts
+from bench.load import create_accounts
 from pbx_cdr.db import engine as db
+from pbx_cdr.db.async_pg import libpq_conninfo
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.tables import calls
 
@@ -53,7 +54,7 @@ def raw_copy(url: str, rows: int, now: int) -> float:
     gen, chunk = sample(rows, now)
     text = TextCells(gen.vocab.encoded())
     payload = encode([chunk[c] for c in COLUMNS], [text if c in TEXT_COLUMNS else None for c in COLUMNS])
-    with psycopg.connect(_libpq_url(url), autocommit=True) as conn:
+    with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS calls_raw_copy")
         conn.execute("CREATE TABLE calls_raw_copy (LIKE calls)")
         started = time.perf_counter()
