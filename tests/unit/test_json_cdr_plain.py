@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pbx_cdr.api.schemas import CallIn
-from pbx_cdr.ingest.json_cdr import _plain_call, parse_call, parse_payload
+from pbx_cdr.ingest.json_cdr import _Fields, _moment, _plain_call, _Unusual, parse_call, parse_payload
 from tests.conftest import cdr
 
 U1 = "65569ce0-0183-4f61-a3b2-0e433cfa4031"
@@ -109,3 +109,46 @@ def test_items_it_leaves_to_the_full_validator_still_parse() -> None:
     assert _plain_call(item) is None
     [parsed], _ = parse_payload(item)
     assert (parsed.uuid, parsed.duration) == (U1, 74)
+
+
+# Times in the plain shape, in range and not: every day, hour, offset and edge the shortcut handles.
+plain_times = st.builds(
+    lambda y, mo, d, h, mi, s, sign, oh, om, zulu: (
+        f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}" + ("Z" if zulu else f"{sign}{oh:02d}:{om:02d}")
+    ),
+    st.sampled_from([1969, 1970, 2000, 2024, 2026, 2242, 2243, 9999]),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from("+-"),
+    st.integers(0, 25),
+    st.sampled_from([0, 30, 45, 59, 60, 99]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(plain_times)
+def test_a_plain_time_is_the_full_validators_time(value: str) -> None:
+    errors: dict[str, list[str]] = {}
+    expected = _Fields({"t": value}, "", errors).timestamp("t")
+    try:
+        got = _moment({"t": value}, "t")
+    except _Unusual:
+        got = None
+    assert got == (None if errors else expected)
+
+
+def test_plain_times_across_offsets_and_day_boundaries() -> None:
+    assert _moment({"t": "2026-03-29T00:59:59Z"}, "t") == 1774745999
+    assert _moment({"t": "2026-03-29T01:59:59+01:00"}, "t") == 1774745999
+    assert _moment({"t": "2026-03-28T14:29:59-10:30"}, "t") == 1774745999
+    assert _moment({"t": "1970-01-01T00:00:00Z"}, "t") == 0
+    for refused in ("1970-01-01T06:59:59+07:00", "2026-02-29T00:00:00Z", "2026-06-27T08:15:42+24:00"):
+        try:
+            _moment({"t": refused}, "t")
+        except _Unusual:
+            continue
+        raise AssertionError(refused)

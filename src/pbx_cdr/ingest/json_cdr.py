@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pbx_cdr.domain import derive
@@ -236,13 +237,40 @@ def _count(item: dict[str, Any], name: str) -> int | None:
     return value
 
 
+# The usual shape of a time: whole seconds, "T", an offset with a colon or "Z".
+_PLAIN_MOMENT = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(Z|[+-]\d{2}:\d{2})\Z", re.ASCII)
+
+
+@lru_cache(maxsize=4096)
+def _day_start(date: str, offset: str) -> int:
+    """Epoch seconds of ``date``'s midnight at ``offset``; ValueError when either is no valid one."""
+    return int(datetime.fromisoformat(f"{date}T00:00:00{offset}".replace("Z", "+00:00")).timestamp())
+
+
 def _moment(item: dict[str, Any], name: str, required: bool = False) -> int | None:
     value = item.get(name)
     if value is None or value == "":
         if required:
             raise _Unusual
         return None
-    if type(value) is not str or not ISO_WITH_OFFSET.match(value):
+    if type(value) is not str:
+        raise _Unusual
+    plain = _PLAIN_MOMENT.match(value)
+    if plain is not None:
+        # The day's start at its offset (validated by fromisoformat, and remembered: a batch's
+        # times share a few days) plus the time of day: what fromisoformat gives for the whole
+        # string, at a third of the cost. Hours, minutes and seconds out of range take the long way.
+        date, hours, minutes, seconds_text, offset = plain.groups()
+        hour, minute, second = int(hours), int(minutes), int(seconds_text)
+        if hour < 24 and minute < 60 and second < 60:
+            try:
+                at = _day_start(date, offset) + hour * 3600 + minute * 60 + second
+            except ValueError:
+                raise _Unusual from None
+            if not 0 <= at < MAX_EPOCH:
+                raise _Unusual
+            return at
+    if not ISO_WITH_OFFSET.match(value):
         raise _Unusual
     try:
         seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
