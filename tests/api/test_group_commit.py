@@ -28,8 +28,9 @@ from sqlalchemy.exc import IntegrityError
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.queries import accounts, counts
+from pbx_cdr.db.queries import calls as call_queries
 from pbx_cdr.db.tables import call_hour_counts, calls
-from pbx_cdr.db.writer import GroupCommitWriter, WriteJob, writer_for
+from pbx_cdr.db.writer import GroupCommitWriter, WriteJob, apply_jobs, writer_for
 from pbx_cdr.domain.call import Call
 from pbx_cdr.ingest.json_cdr import parse_payload
 from tests.api.calls_support import assert_counts_exact
@@ -42,9 +43,9 @@ def uid(n: int) -> str:
     return str(uuid.UUID(int=n))
 
 
-def at(n: int, hour: int) -> dict[str, Any]:
-    """Call ``n``, started in ``hour`` (UTC) of the seed's day."""
-    day = "2026-06-27T"
+def at(n: int, hour: int, date: str = "2026-06-27") -> dict[str, Any]:
+    """Call ``n``, started in ``hour`` (UTC) of the seed's day (or of ``date``)."""
+    day = f"{date}T"
     return cdr(
         uid(n),
         start_time=f"{day}{hour:02d}:15:42+00:00",
@@ -413,3 +414,93 @@ def test_a_writer_that_just_wrote_cannot_take_the_turn_before_one_that_waits(sql
         os.close(turn)
         writer.close()
         engine.dispose()
+
+
+def test_a_group_writes_its_counts_then_its_accounts_each_once_in_order(
+    engine: Engine,
+    writer: GroupCommitWriter,
+    tenant: Tenant,
+    make_tenant: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = make_tenant("other", timezone="UTC", country="VN")
+    writes: list[tuple[str, int]] = []
+    adjust, bump = counts.adjust, call_queries.bump_data_version
+
+    def adjusting(conn: Any, account_id: int, deltas: Any) -> None:
+        writes.append(("counts", account_id))
+        adjust(conn, account_id, deltas)
+
+    def bumping(conn: Any, account_id: int) -> None:
+        writes.append(("account", account_id))
+        bump(conn, account_id)
+
+    monkeypatch.setattr(counts, "adjust", adjusting)
+    monkeypatch.setattr(call_queries, "bump_data_version", bumping)
+    # Requests made in different seconds are separate upserts of one transaction.
+    jobs = [
+        WriteJob(other.id, "VN", parsed(at(1, 5)), "api", NOW),
+        WriteJob(tenant.id, "VN", parsed(at(2, 9)), "api", NOW),
+        WriteJob(tenant.id, "VN", parsed(at(3, 2)), "api", NOW + 1),
+        WriteJob(other.id, "VN", parsed(at(4, 1)), "api", NOW + 2),
+    ]
+    with held(writer):
+        futures = [writer.submit(j) for j in jobs]
+    assert results(futures) == [["created"]] * 4
+    assert writer.groups == 1
+    # Every count row before any account row, each account's counts and row written once, by id:
+    # two transactions take their locks in one order and never wait for each other in a circle.
+    first, second = sorted((tenant.id, other.id))
+    assert writes == [("counts", first), ("counts", second), ("account", first), ("account", second)]
+    for account in (tenant, other):
+        assert_counts_exact(engine, account.id)
+
+
+POSTGRESQL_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL_ONLY, indirect=True)
+def test_two_writers_of_one_account_never_deadlock(engine: Engine, tenant: Tenant) -> None:
+    # Another transaction has written the count rows of a day's hour 2 and has yet to write the
+    # account's row.
+    other_hour = parsed(at(9, 2, "2026-06-28"))[0].start_ts // 3600
+    other = engine.connect()
+    other_tx = other.begin()
+    counts.adjust(other, tenant.id, Counter({(other_hour, "outbound"): 1}))
+    other_pid = other.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    # This group holds two upserts of the account (two seconds): hour 9 of the day before, and
+    # that hour 2.
+    group = [
+        WriteJob(tenant.id, "VN", parsed(at(1, 9)), "api", NOW),
+        WriteJob(tenant.id, "VN", parsed(at(2, 2, "2026-06-28")), "api", NOW + 1),
+    ]
+    outcome: list[Any] = []
+
+    def write_group() -> None:
+        try:
+            with db.write(engine) as conn:
+                outcome.append(apply_jobs(conn, group))
+        except Exception as exc:  # the assertion below shows it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=write_group)
+    thread.start()
+    deadline = time.monotonic() + 30
+    waiting = 0
+    while not waiting and time.monotonic() < deadline:  # until the group waits for our count row
+        time.sleep(0.02)
+        with engine.connect() as conn:
+            waiting = conn.exec_driver_sql(
+                f"SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> {int(other_pid)}"
+            ).scalar_one()
+    assert waiting, "the group never waited for the other transaction"
+    # Had the group written the account's row after its first upsert, this would wait for the
+    # group while the group waits for this transaction: a deadlock, and one of the two refused.
+    accounts.bump_data_version(other, tenant.id)
+    other_tx.commit()
+    other.close()
+    thread.join(60)
+    assert outcome == [[["created"], ["created"]]]
+    expected = Counter(fresh_counts(engine, tenant.id))
+    expected[(other_hour, "outbound")] += 1  # the other transaction's
+    assert hour_counts(engine, tenant.id) == expected

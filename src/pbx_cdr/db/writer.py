@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 
 from pbx_cdr.db import engine as db
-from pbx_cdr.db.queries.calls import upsert_calls
+from pbx_cdr.db.queries.calls import AccountChanges, upsert_calls
 from pbx_cdr.domain.call import Call
 from pbx_cdr.errors import ServiceUnavailable
 
@@ -270,8 +270,11 @@ def apply_jobs(conn: Connection, jobs: Sequence[WriteJob]) -> list[list[str]]:
     Jobs are applied in rounds. A round merges, per account (and origin and ``now``), every job
     whose uuids no earlier job of this pass names; a job that shares a uuid with an earlier one
     waits for a later round, so it sees that job's row exactly as it would have one at a time.
+    The hour counts and data versions the rounds change are written once, after the last round,
+    in one order (:class:`~pbx_cdr.db.queries.calls.AccountChanges`).
     """
     results: list[list[str] | None] = [None] * len(jobs)
+    owed = AccountChanges()  # applied once, after every round: one lock order for all writers
     waiting = list(range(len(jobs)))
     while waiting:
         named: dict[int, set[str]] = {}
@@ -288,13 +291,14 @@ def apply_jobs(conn: Connection, jobs: Sequence[WriteJob]) -> list[list[str]]:
             seen.update(uuids)
         for (account_id, country, origin, now), members in units.items():
             merged = [c for index in members for c in jobs[index].calls]
-            statuses = upsert_calls(conn, account_id, country, merged, origin=origin, now=now)
+            statuses = upsert_calls(conn, account_id, country, merged, origin=origin, now=now, owed=owed)
             start = 0
             for index in members:
                 end = start + len(jobs[index].calls)
                 results[index] = statuses[start:end]
                 start = end
         waiting = later
+    owed.apply(conn)
     return [r if r is not None else [] for r in results]
 
 

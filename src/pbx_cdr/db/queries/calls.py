@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -63,27 +64,77 @@ def _values(call: Call, country: str) -> dict[str, Any]:
     return values
 
 
+@dataclass
+class AccountChanges:
+    """What a transaction's upserts owe their accounts: hour-count deltas and data-version bumps.
+
+    Applied once, at the end, in one order for every transaction: the count rows of the accounts
+    by (account, hour, direction), then the accounts' rows by id. A transaction that applied each
+    upsert's share as it went (a group commit holds several upserts of one account when their
+    requests' times differ) could hold an account's row while it waited for count rows held by
+    another transaction waiting for that row: PostgreSQL found such a deadlock under concurrent
+    batch posts.
+    """
+
+    deltas: dict[int, Counter[tuple[int, str]]] = field(default_factory=dict)
+    changed: set[int] = field(default_factory=set)
+
+    def add(self, account_id: int, deltas: Counter[tuple[int, str]], *, changed: bool) -> None:
+        self.deltas.setdefault(account_id, Counter()).update(deltas)
+        if changed:
+            self.changed.add(account_id)
+
+    def apply(self, conn: Connection) -> None:
+        for account_id in sorted(self.deltas):
+            counts.adjust(conn, account_id, self.deltas[account_id])
+        for account_id in sorted(self.changed):
+            bump_data_version(conn, account_id)
+        self.deltas.clear()
+        self.changed.clear()
+
+
 def upsert_calls(
-    conn: Connection, account_id: int, country: str, batch: Sequence[Call], *, origin: str, now: int
+    conn: Connection,
+    account_id: int,
+    country: str,
+    batch: Sequence[Call],
+    *,
+    origin: str,
+    now: int,
+    owed: AccountChanges | None = None,
 ) -> list[str]:
     """Insert new calls, update changed ones; one status per call: created, updated or unchanged.
 
     Idempotent by (account, uuid): a retried post never makes a second row. Hour counts move with
-    the rows in the same transaction.
+    the rows in the same transaction: at once, or added to ``owed`` for the caller to apply when
+    its transaction has made all its upserts.
 
     Every call is offered to one insert that skips the uuids already there (``ON CONFLICT DO
     NOTHING``) and reports the rows it made; only the others are read back and compared. New calls,
     by far the common case, cost one insert and one count update, whatever the batch's size; the
-    statements' text never changes, so both databases keep them prepared.
-
-    Every change to the hour counts (new calls and moved ones) is applied by one ``counts.adjust``,
-    in (hour, direction) order: two transactions writing the same account's counts take their row
-    locks in one order and cannot deadlock. The uuids of a batch must be distinct.
+    statements' text never changes, so both databases keep them prepared. The uuids of a batch
+    must be distinct.
     """
     if not batch:
         return []
     if len({c.uuid for c in batch}) != len(batch):
         raise ValueError("a batch names a call's uuid more than once")
+    changes = owed if owed is not None else AccountChanges()
+    statuses = _upsert(conn, account_id, country, batch, origin, now, changes)
+    if owed is None:
+        changes.apply(conn)
+    return statuses
+
+
+def _upsert(
+    conn: Connection,
+    account_id: int,
+    country: str,
+    batch: Sequence[Call],
+    origin: str,
+    now: int,
+    owed: AccountChanges,
+) -> list[str]:
     if conn.dialect.name == "postgresql":
         created = _insert_new_pg(conn, account_id, country, batch, origin, now)
     else:
@@ -92,8 +143,7 @@ def upsert_calls(
         (c.start_ts, c.direction) for c in batch if c.uuid in created
     )
     if len(created) == len(batch):  # every call is new: nothing to read back
-        counts.adjust(conn, account_id, deltas)
-        bump_data_version(conn, account_id)
+        owed.add(account_id, deltas, changed=True)
         return ["created"] * len(batch)
     existing = _existing(conn, account_id, [c.uuid for c in batch if c.uuid not in created])
     statuses: list[str] = []
@@ -112,9 +162,8 @@ def upsert_calls(
         deltas[(call.start_ts // counts.HOUR, call.direction)] += 1
     if changed:
         conn.execute(_UPDATE, changed)
-    counts.adjust(conn, account_id, deltas)
-    if created or changed:  # an all-unchanged retry changes nothing a cached page shows
-        bump_data_version(conn, account_id)
+    # An all-unchanged retry changes nothing a cached page shows.
+    owed.add(account_id, deltas, changed=bool(created or changed))
     return statuses
 
 
