@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +19,24 @@ from pbx_cdr.db.tables import accounts, calls, recordings
 BYTEWISE = {("calls", "uuid"), ("calls", "extension_number"), ("calls", "agent_extension")}
 BYTEWISE |= {("recordings", "call_uuid")}
 _names = itertools.count()
+
+
+def new_account(conn: Connection, name: str, created_ts: int, timezone: str = "UTC") -> int:
+    """An account as every migration since the first can store it (no column added later)."""
+    return int(
+        conn.execute(
+            insert(accounts).returning(accounts.c.id),
+            {
+                "name": name,
+                "timezone": timezone,
+                "country": "VN",
+                "max_window_days": 31,
+                "recording_url_ttl": 1800,
+                "rate_limit_per_minute": 0,
+                "created_ts": created_ts,
+            },
+        ).scalar_one()
+    )
 
 
 def call(account_id: int, uuid: str, start: int, extension: str | None = "1001") -> dict[str, Any]:

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, insert, inspect, select
 
 from pbx_cdr.db.migrate import alembic_config, current_revision, upgrade
 from pbx_cdr.db.queries import counts
-from pbx_cdr.db.tables import accounts, call_day_counts, call_hour_counts, calls
-from tests.integration.test_migration_0004 import call
+from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
+from tests.integration.test_migration_0004 import call, new_account
 
 _names = itertools.count()
 START = 1_782_000_000  # 2026-06-21T00:00:00Z
@@ -24,21 +24,7 @@ def seed_at_0005(engine: Engine) -> list[int]:
     """Two accounts' calls over eight UTC days, with the hour counts 0005's code kept: including
     rows left at zero by deleted calls, and a whole day of them."""
     with engine.begin() as conn:
-        ids = [
-            conn.execute(
-                insert(accounts).returning(accounts.c.id),
-                {
-                    "name": name,
-                    "timezone": "Asia/Kolkata",
-                    "country": "VN",
-                    "max_window_days": 31,
-                    "recording_url_ttl": 1800,
-                    "rate_limit_per_minute": 0,
-                    "created_ts": START,
-                },
-            ).scalar_one()
-            for name in ("a", "b")
-        ]
+        ids = [new_account(conn, name, START, timezone="Asia/Kolkata") for name in ("a", "b")]
         rows = []
         for i in range(700):
             row = call(ids[i % 2], f"call-{i}", START + (i * 7919) % (8 * 86400))

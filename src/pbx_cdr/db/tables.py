@@ -76,6 +76,8 @@ calls = Table(
     "calls",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
+    # On PostgreSQL, triggers keep this key's rules once a statement instead of once a row
+    # (migration 0009); SQLite declares it.
     Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("uuid", bytewise(36), nullable=False),
     Column("direction", String(8), nullable=False),
