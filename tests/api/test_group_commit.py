@@ -490,8 +490,9 @@ def test_two_writers_of_one_account_never_deadlock(engine: Engine, tenant: Tenan
     while not waiting and time.monotonic() < deadline:  # until the group waits for our count row
         time.sleep(0.02)
         with engine.connect() as conn:
-            waiting = conn.exec_driver_sql(
-                f"SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> {int(other_pid)}"
+            waiting = conn.exec_driver_sql(  # a session of this test's own database waits for a lock
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                f" AND wait_event_type = 'Lock' AND pid <> {int(other_pid)}"
             ).scalar_one()
     assert waiting, "the group never waited for the other transaction"
     # Had the group written the account's row after its first upsert, this would wait for the

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import Engine, delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pbx_cdr.db.migrate import alembic_config, current_revision, upgrade
 from pbx_cdr.db.queries.calls import upsert_calls
@@ -67,7 +67,7 @@ def calls_of(engine: Engine, account_id: int) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def refused(exc: pytest.ExceptionInfo[IntegrityError], engine: Engine) -> None:
+def refused(exc: pytest.ExceptionInfo[IntegrityError], engine: Engine, key: int | None = None) -> None:
     """The foreign key's own error, whichever rule refused: on PostgreSQL its SQLSTATE and name."""
     assert "foreign key" in str(exc.value).lower()
     if engine.dialect.name == "postgresql":
@@ -75,6 +75,8 @@ def refused(exc: pytest.ExceptionInfo[IntegrityError], engine: Engine) -> None:
         diag = exc.value.orig.diag  # type: ignore[union-attr]
         assert diag.constraint_name == "calls_account_id_fkey"
         assert (diag.message_detail or "").startswith("Key (")
+        if key is not None:
+            assert f"=({key})" in (diag.message_detail or "")
 
 
 @pytest.fixture
@@ -97,6 +99,13 @@ def test_0009_up_and_down(empty_engine: Engine) -> None:
         conn.execute(insert(calls), [call(account, f"call-{i}", START + i) for i in range(3)])
     command.downgrade(alembic_config(engine), "0008")
     assert calls_foreign_keys(engine) == ["calls_account_id_fkey"]
+    with engine.connect() as conn:
+        definition = conn.execute(
+            text(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'calls_account_id_fkey'"
+            )
+        ).scalar_one()
+    assert definition == "FOREIGN KEY (account_id) REFERENCES accounts(id) ON DELETE CASCADE"
     assert triggers(engine) == set()
     assert calls_of(engine, account) == 3
     upgrade(engine, "0009")
@@ -110,15 +119,15 @@ def test_no_call_names_an_account_that_does_not_exist(migrated: Engine) -> None:
         account = new_account(conn, "a", START)
     unknown = [call(account + 1, "c-1", START)]
     one_of_two_unknown = [call(account, "c-2", START), call(account + 7, "c-3", START)]
-    for rows in (unknown, one_of_two_unknown):
+    for rows, missing in ((unknown, account + 1), (one_of_two_unknown, account + 7)):
         with pytest.raises(IntegrityError) as exc, engine.begin() as conn:
             conn.execute(insert(calls), rows)
-        refused(exc, engine)
+        refused(exc, engine, missing)
     # Ingest's own statement (on PostgreSQL one INSERT ... SELECT of a batch, ON CONFLICT DO NOTHING).
     batch, _ = parse_payload({"data": [cdr(f"00000000-0000-4000-8000-00000000000{i}") for i in range(3)]})
     with pytest.raises(IntegrityError) as exc, engine.begin() as conn:
         upsert_calls(conn, account + 1, "VN", batch, origin="api", now=START)
-    refused(exc, engine)
+    refused(exc, engine, account + 1)
     with engine.begin() as conn:
         assert upsert_calls(conn, account, "VN", batch, origin="api", now=START) == ["created"] * 3
         assert upsert_calls(conn, account, "VN", batch, origin="api", now=START) == ["unchanged"] * 3
@@ -133,7 +142,7 @@ def test_a_call_moves_only_to_an_account_that_exists(migrated: Engine) -> None:
         conn.execute(insert(calls), [call(a, "c-1", START), call(a, "c-2", START)])
     with pytest.raises(IntegrityError) as exc, engine.begin() as conn:
         conn.execute(update(calls).where(calls.c.uuid == "c-1").values(account_id=b + 1))
-    refused(exc, engine)
+    refused(exc, engine, b + 1)
     with engine.begin() as conn:
         conn.execute(update(calls).where(calls.c.uuid == "c-1").values(account_id=b))
         conn.execute(update(calls).values(duration=99))  # other columns: nothing to check
@@ -158,7 +167,7 @@ def test_an_account_keeps_its_id_while_calls_name_it(migrated: Engine) -> None:
         conn.execute(insert(calls), [call(a, "c-1", START)])
     with pytest.raises(IntegrityError) as exc, engine.begin() as conn:
         conn.execute(update(accounts).where(accounts.c.id == a).values(id=b + 100))
-    refused(exc, engine)
+    refused(exc, engine, a)
     with engine.begin() as conn:  # no calls: free to change
         conn.execute(update(accounts).where(accounts.c.id == b).values(id=b + 100))
     assert calls_of(engine, a) == 1
@@ -168,12 +177,56 @@ def test_truncating_accounts_truncates_calls(migrated: Engine) -> None:
     engine = migrated
     if engine.dialect.name != "postgresql":
         return  # SQLite has no TRUNCATE
+    for statement in ("TRUNCATE accounts CASCADE", "TRUNCATE accounts, calls CASCADE"):
+        with engine.begin() as conn:
+            conn.execute(insert(calls), [call(new_account(conn, "a", START), "c-1", START)])
+        with engine.begin() as conn:
+            conn.execute(text(statement))  # what the key's ON DELETE CASCADE allowed
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(calls)).scalar_one() == 0
+
+
+def test_accounts_are_deleted_or_rekeyed_in_read_committed_only(migrated: Engine) -> None:
+    """An older snapshot could miss calls committed since; the key failed there too."""
+    engine = migrated
+    if engine.dialect.name != "postgresql":
+        return  # SQLite's transactions are serializable, with one writer at a time
     with engine.begin() as conn:
-        conn.execute(insert(calls), [call(new_account(conn, "a", START), "c-1", START)])
+        account = new_account(conn, "a", START)
+        conn.execute(insert(calls), [call(account, "c-1", START)])
+    for change in (
+        delete(accounts).where(accounts.c.id == account),
+        update(accounts).where(accounts.c.id == account).values(id=account + 100),
+    ):
+        with (
+            pytest.raises(OperationalError, match="READ COMMITTED"),
+            engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn,
+            conn.begin(),
+        ):
+            conn.execute(change)
+    assert calls_of(engine, account) == 1
+
+
+def test_the_checks_find_their_tables_whatever_the_search_path(migrated: Engine) -> None:
+    engine = migrated
+    if engine.dialect.name != "postgresql":
+        return
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE accounts CASCADE"))  # what the key's ON DELETE CASCADE allowed
-    with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(calls)).scalar_one() == 0
+        account = new_account(conn, "a", START)
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL search_path = pg_catalog"))
+        conn.execute(
+            text(
+                "INSERT INTO public.calls (account_id, uuid, direction, source_type, caller_number,"
+                " destination_number, caller_key, destination_key, start_ts, end_ts, duration, billsec,"
+                " transfer_count, result, hangup_cause, recording_available, origin, created_ts, updated_ts)"
+                " VALUES (:a, 'c-1', 'inbound', 'inbound', '1', '2', '1', '2', 0, 0, 0, 0, 0, 'answered',"
+                " 'NORMAL_CLEARING', false, 'api', 0, 0)"
+            ),
+            {"a": account},
+        )
+        conn.execute(text("DELETE FROM public.accounts WHERE id = :a"), {"a": account})
+    assert calls_of(engine, account) == 0
 
 
 def _in_thread(work: Any) -> tuple[threading.Thread, list[Any]]:
@@ -191,11 +244,18 @@ def _in_thread(work: Any) -> tuple[threading.Thread, list[Any]]:
 
 
 def _wait_until_blocked(engine: Engine, thread: threading.Thread) -> None:
+    """Until a session of this test's own database waits for a lock."""
     deadline = time.monotonic() + 30
     while thread.is_alive() and time.monotonic() < deadline:
         with engine.connect() as conn:
-            if conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one():
-                return
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        if waiting:
+            return
         time.sleep(0.02)
     raise AssertionError("the other transaction never waited")
 

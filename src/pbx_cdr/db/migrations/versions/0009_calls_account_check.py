@@ -17,12 +17,17 @@ On PostgreSQL the key becomes triggers that keep its every rule, set-wise:
   row, as the key did (no application path changes it);
 - a deleted account takes its calls with it (the key's ``ON DELETE CASCADE``);
 - an account's ``id`` does not change while calls name it (the key's ``NO ACTION``);
+- both in READ COMMITTED transactions only: a snapshot older than the statement could miss calls
+  committed since (the key's checks failed with a serialization error there; these refuse the other
+  isolation levels outright);
 - ``TRUNCATE accounts`` empties ``calls`` too (as ``TRUNCATE accounts CASCADE`` did; without
   ``CASCADE`` the other tables' keys to ``accounts`` still refuse it).
 
 The errors are the key's own: its SQLSTATE (23503, ``foreign_key_violation``), message, detail and
-constraint name. The triggers, like the key's, do not fire under ``session_replication_role =
-replica``. SQLite keeps the declared key: its check is one index probe a row.
+constraint name. The functions run with the rights of the tables' owner and this schema's
+``search_path``, as the key's checks did. The triggers, like the key's, do not fire under
+``session_replication_role = replica``. SQLite keeps the declared key: its check is one index probe a
+row.
 """
 
 from __future__ import annotations
@@ -52,6 +57,16 @@ STILL_REFERENCED = (
 )
 STILL_REFERENCED_DETAIL = 'Key (id)=(%s) is still referenced from table "calls".'
 
+
+# Deleting an account, or changing its id, must see every call that names it. A snapshot older than
+# the statement could miss calls committed since (there, the key's checks failed with a serialization
+# error): READ COMMITTED only.
+READ_COMMITTED_ONLY = """
+            IF current_setting('transaction_isolation') <> 'read committed' THEN
+                RAISE serialization_failure USING
+                    MESSAGE = 'an account is deleted or given a new id in READ COMMITTED transactions only',
+                    HINT = 'Its calls must be seen from a snapshot taken after they were written.';
+            END IF;"""
 
 # (name, when it fires, its body): each trigger runs the function of the same name.
 TRIGGERS = (
@@ -93,8 +108,9 @@ TRIGGERS = (
     (
         "pbx_cdr_accounts_deleted",
         "AFTER DELETE ON accounts REFERENCING OLD TABLE AS pbx_cdr_old_accounts FOR EACH STATEMENT",
-        """
+        f"""
         BEGIN
+            {READ_COMMITTED_ONLY}
             DELETE FROM calls WHERE account_id IN (SELECT id FROM pbx_cdr_old_accounts);
             RETURN NULL;
         END
@@ -105,6 +121,7 @@ TRIGGERS = (
         "AFTER UPDATE OF id ON accounts FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)",
         f"""
         BEGIN
+            {READ_COMMITTED_ONLY}
             IF EXISTS (SELECT 1 FROM calls WHERE account_id = OLD.id) THEN
                 {_key_error(STILL_REFERENCED, STILL_REFERENCED_DETAIL, "OLD.id")};
             END IF;
@@ -117,7 +134,11 @@ TRIGGERS = (
         "AFTER TRUNCATE ON accounts FOR EACH STATEMENT",
         """
         BEGIN
-            TRUNCATE calls;
+            -- Already empty when the same statement truncated it (TRUNCATE accounts, calls), and
+            -- then in use by that statement: truncated again, it would refuse.
+            IF EXISTS (SELECT 1 FROM calls) THEN
+                TRUNCATE calls;
+            END IF;
             RETURN NULL;
         END
         """,
@@ -130,7 +151,12 @@ def upgrade() -> None:
         return
     op.execute(f"ALTER TABLE calls DROP CONSTRAINT {FOREIGN_KEY}")
     for name, when, body in TRIGGERS:
-        op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $${body}$$")
+        # As the key's checks did: with the rights of the tables' owner (who runs the migrations),
+        # and on the tables of this schema whatever the session's search_path.
+        op.execute(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql "
+            f"SECURITY DEFINER SET search_path FROM CURRENT AS $${body}$$"
+        )
         op.execute(f"CREATE TRIGGER {name} {when} EXECUTE FUNCTION {name}()")
 
 
