@@ -19,13 +19,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pbx_cdr.db import engine as db
+from pbx_cdr.db import writer as writer_module
 from pbx_cdr.db.engine import make_engine
 from pbx_cdr.db.queries import accounts, counts
 from pbx_cdr.db.queries import calls as call_queries
@@ -505,3 +507,45 @@ def test_two_writers_of_one_account_never_deadlock(engine: Engine, tenant: Tenan
     expected = Counter(fresh_counts(engine, tenant.id))
     expected[(other_hour, "outbound")] += 1  # the other transaction's
     assert hour_counts(engine, tenant.id) == expected
+
+
+def _refusal(sqlstate_error: type[Exception]) -> OperationalError:
+    return OperationalError("INSERT INTO calls ...", {}, sqlstate_error("refused"))
+
+
+def test_a_request_refused_as_a_deadlocks_victim_is_written_on_another_try(
+    engine: Engine, writer: GroupCommitWriter, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = writer_module.apply_jobs
+    refusals = [_refusal(psycopg.errors.DeadlockDetected), _refusal(psycopg.errors.SerializationFailure)]
+
+    def refused_twice(conn: Any, jobs: Any) -> Any:
+        if refusals:
+            raise refusals.pop(0)
+        return real(conn, jobs)
+
+    monkeypatch.setattr(writer_module, "apply_jobs", refused_twice)
+    with held(writer):
+        futures = [writer.submit(job(tenant.id, cdr(uid(1)))), writer.submit(job(tenant.id, cdr(uid(2))))]
+    assert results(futures) == [["created"], ["created"]]
+    assert row_count(engine, tenant.id) == 2
+    assert_counts_exact(engine, tenant.id)
+
+
+def test_a_request_is_tried_again_a_few_times_only(
+    writer: GroupCommitWriter, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls_made: list[int] = []
+
+    def always_refused(conn: Any, jobs: Any) -> Any:
+        calls_made.append(len(jobs))
+        raise _refusal(psycopg.errors.DeadlockDetected)
+
+    monkeypatch.setattr(writer_module, "apply_jobs", always_refused)
+    with held(writer):
+        future = writer.submit(job(tenant.id, cdr(uid(1))))
+    with pytest.raises(OperationalError):
+        future.result(timeout=60)
+    assert calls_made == [1] * (1 + 1 + writer_module.TRANSIENT_RETRIES)  # the group, then alone
+    assert db.is_transient(_refusal(psycopg.errors.SerializationFailure))
+    assert not db.is_transient(_refusal(psycopg.errors.UniqueViolation))

@@ -210,6 +210,15 @@ def _unavailable_on_loss() -> Iterator[None]:
         raise
 
 
+# PostgreSQL's "try the transaction again" refusals: a deadlock victim, a serialization failure.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the database refused the transaction only for now: run again, it may well commit."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 def _is_connection_loss(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True

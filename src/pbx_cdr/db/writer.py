@@ -51,6 +51,9 @@ from pbx_cdr.errors import ServiceUnavailable
 MAX_GROUP_CALLS = 5000
 # The thread ends after this long without work and is started again by the next request.
 IDLE_SECONDS = 30.0
+# A request's transaction refused as a deadlock's victim or a serialization failure is run again (its
+# group's shared transaction first falls back to one per request), at most this many times.
+TRANSIENT_RETRIES = 3
 
 
 @dataclass(eq=False)
@@ -214,23 +217,30 @@ class GroupCommitWriter:
         except ServiceUnavailable as exc:
             return [(job, None, exc) for job in group]
         except BaseException as exc:
-            if len(group) == 1:
+            if len(group) == 1 and not db.is_transient(exc):
                 return [(group[0], None, exc)]
-            # The shared transaction is gone: each request on its own.
+            # The shared transaction is gone: each request on its own (and again while the database
+            # refuses it only for now).
             return [self._commit_alone(engine, job) for job in group]
         self.groups += 1
         self.jobs += len(group)
         return [(job, statuses, None) for job, statuses in zip(group, results, strict=True)]
 
     def _commit_alone(self, engine: Engine, job: WriteJob) -> _Outcome:
-        try:
-            with db.write(engine) as conn:
-                statuses = apply_jobs(conn, [job])[0]
-        except BaseException as exc:
-            return (job, None, exc)
-        self.groups += 1
-        self.jobs += 1
-        return (job, statuses, None)
+        """``job`` in a transaction of its own; tried again while the database refuses it only for now."""
+        retries = 0
+        while True:
+            try:
+                with db.write(engine) as conn:
+                    statuses = apply_jobs(conn, [job])[0]
+            except BaseException as exc:
+                if retries < TRANSIENT_RETRIES and db.is_transient(exc):
+                    retries += 1
+                    continue
+                return (job, None, exc)
+            self.groups += 1
+            self.jobs += 1
+            return (job, statuses, None)
 
 
 _Outcome = tuple[WriteJob, list[str] | None, BaseException | None]
