@@ -247,6 +247,24 @@ def _day_start(date: str, offset: str) -> int:
     return int(datetime.fromisoformat(f"{date}T00:00:00{offset}".replace("Z", "+00:00")).timestamp())
 
 
+def _seconds(value: str) -> float:
+    """Epoch seconds of a time the contract accepts; ValueError when it is none.
+
+    The usual shape is the day's start at its offset (validated by fromisoformat, and remembered: a
+    batch's times share a few days) plus the time of day: what fromisoformat gives for the whole
+    string, at a third of the cost. Any other shape, and times of day out of range, take the long way.
+    """
+    plain = _PLAIN_MOMENT.match(value)
+    if plain is not None:
+        date, hours, minutes, seconds, offset = plain.groups()
+        hour, minute, second = int(hours), int(minutes), int(seconds)
+        if hour < 24 and minute < 60 and second < 60:
+            return _day_start(date, offset) + hour * 3600 + minute * 60 + second
+    elif not ISO_WITH_OFFSET.match(value):
+        raise ValueError(value)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
 def _moment(item: dict[str, Any], name: str, required: bool = False) -> int | None:
     value = item.get(name)
     if value is None or value == "":
@@ -255,25 +273,8 @@ def _moment(item: dict[str, Any], name: str, required: bool = False) -> int | No
         return None
     if type(value) is not str:
         raise _Unusual
-    plain = _PLAIN_MOMENT.match(value)
-    if plain is not None:
-        # The day's start at its offset (validated by fromisoformat, and remembered: a batch's
-        # times share a few days) plus the time of day: what fromisoformat gives for the whole
-        # string, at a third of the cost. Hours, minutes and seconds out of range take the long way.
-        date, hours, minutes, seconds_text, offset = plain.groups()
-        hour, minute, second = int(hours), int(minutes), int(seconds_text)
-        if hour < 24 and minute < 60 and second < 60:
-            try:
-                at = _day_start(date, offset) + hour * 3600 + minute * 60 + second
-            except ValueError:
-                raise _Unusual from None
-            if not 0 <= at < MAX_EPOCH:
-                raise _Unusual
-            return at
-    if not ISO_WITH_OFFSET.match(value):
-        raise _Unusual
     try:
-        seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        seconds = _seconds(value)
     except ValueError:
         raise _Unusual from None
     if not 0 <= seconds < MAX_EPOCH:

@@ -120,21 +120,6 @@ def upsert_calls(
     if len({c.uuid for c in batch}) != len(batch):
         raise ValueError("a batch names a call's uuid more than once")
     changes = owed if owed is not None else AccountChanges()
-    statuses = _upsert(conn, account_id, country, batch, origin, now, changes)
-    if owed is None:
-        changes.apply(conn)
-    return statuses
-
-
-def _upsert(
-    conn: Connection,
-    account_id: int,
-    country: str,
-    batch: Sequence[Call],
-    origin: str,
-    now: int,
-    owed: AccountChanges,
-) -> list[str]:
     if conn.dialect.name == "postgresql":
         created = _insert_new_pg(conn, account_id, country, batch, origin, now)
     else:
@@ -142,28 +127,27 @@ def _upsert(
     deltas: Counter[tuple[int, str]] = counts.hour_deltas(
         (c.start_ts, c.direction) for c in batch if c.uuid in created
     )
-    if len(created) == len(batch):  # every call is new: nothing to read back
-        owed.add(account_id, deltas, changed=True)
-        return ["created"] * len(batch)
-    existing = _existing(conn, account_id, [c.uuid for c in batch if c.uuid not in created])
-    statuses: list[str] = []
+    statuses = ["created"] * len(batch)
     changed: list[dict[str, Any]] = []
-    for call in batch:
-        if call.uuid in created:
-            statuses.append("created")
-            continue
-        old = existing[call.uuid]
-        if all(getattr(old, f) == getattr(call, f) for f in _CALL_FIELDS):
-            statuses.append("unchanged")
-            continue
-        statuses.append("updated")
-        changed.append({**_values(call, country), "b_id": old.id, "origin": origin, "updated_ts": now})
-        deltas[(old.start_ts // counts.HOUR, old.direction)] -= 1
-        deltas[(call.start_ts // counts.HOUR, call.direction)] += 1
-    if changed:
-        conn.execute(_UPDATE, changed)
+    if len(created) != len(batch):  # when every call is new, nothing is read back
+        existing = _existing(conn, account_id, [c.uuid for c in batch if c.uuid not in created])
+        for i, call in enumerate(batch):
+            if call.uuid in created:
+                continue
+            old = existing[call.uuid]
+            if all(getattr(old, f) == getattr(call, f) for f in _CALL_FIELDS):
+                statuses[i] = "unchanged"
+                continue
+            statuses[i] = "updated"
+            changed.append({**_values(call, country), "b_id": old.id, "origin": origin, "updated_ts": now})
+            deltas[(old.start_ts // counts.HOUR, old.direction)] -= 1
+            deltas[(call.start_ts // counts.HOUR, call.direction)] += 1
+        if changed:
+            conn.execute(_UPDATE, changed)
     # An all-unchanged retry changes nothing a cached page shows.
-    owed.add(account_id, deltas, changed=bool(created or changed))
+    changes.add(account_id, deltas, changed=bool(created or changed))
+    if owed is None:
+        changes.apply(conn)
     return statuses
 
 
