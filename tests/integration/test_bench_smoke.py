@@ -4,12 +4,15 @@ benchmark's totals must equal the naive query's."""
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import bench.load as bench_load
 import pytest
 from bench.copytext import TextCells, encode
 from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator, check_keys
@@ -142,3 +145,30 @@ def test_sqlite_bulk_load(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgresql_bulk_load(pg: PostgresServer) -> None:
     check_load(new_database(pg, "bench_smoke"), new_database(pg, "bench_smoke_fresh"))
+
+
+def _die(self: Generator, chunk: Any) -> Any:
+    os._exit(3)
+
+
+def test_sqlite_load_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stager that fails fails the load, with its reason, instead of hanging it; its files go too."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real = bench_load._Stage
+
+    def broken(folder: str, table_sql: str, insert_sql: str, bound: tuple[str, ...]) -> Any:
+        return real(folder, table_sql, "INSERT INTO nowhere VALUES (1)", bound)
+
+    monkeypatch.setattr(bench_load, "_Stage", broken)
+    with pytest.raises(RuntimeError, match=r"a stager failed: OperationalError.*nowhere"):
+        load(f"sqlite:///{tmp_path / 'bench.sqlite3'}", CALLS)
+    assert not list(tmp_path.glob("pbx-cdr-load-*"))
+
+
+def test_sqlite_load_notices_a_dead_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load process that dies without a word (killed, out of memory) fails the load, not hangs it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(Generator, "rows", _die)
+    with pytest.raises(RuntimeError, match="a load process died \\(exit code 3\\)"):
+        load(f"sqlite:///{tmp_path / 'bench.sqlite3'}", CALLS)
+    assert not list(tmp_path.glob("pbx-cdr-load-*"))
