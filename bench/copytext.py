@@ -32,7 +32,8 @@ class TextCells:
 
     def cells(self, codes: np.ndarray) -> np.ndarray:
         width = int(self.lens[codes].max(initial=1))
-        return self.matrix[:, :width][codes]
+        cells: np.ndarray = self.matrix[:, :width][codes]
+        return cells
 
 
 def _has_special(matrix: np.ndarray) -> bool:
@@ -89,4 +90,5 @@ def encode(columns: Sequence[np.ndarray], text: Sequence[TextCells | None]) -> b
         matrix[:, at] = 10 if j == len(cells) - 1 else 9
         at += 1
     flat = matrix.ravel()
-    return flat[flat != 0].tobytes()
+    out: bytes = flat[flat != 0].tobytes()
+    return out

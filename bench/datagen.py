@@ -392,14 +392,16 @@ HOUR_BITS = 21  # hours since 1970 stay under 2**21 until the year 2209
 
 def _hour_keys(account_ids: np.ndarray, start: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """One int64 per call packing (account, hour, direction), for counting with ``np.unique``."""
-    return ((account_ids.astype(np.int64) << HOUR_BITS) + start // 3600) * 4 + direction
+    keys: np.ndarray = ((account_ids.astype(np.int64) << HOUR_BITS) + start // 3600) * 4 + direction
+    return keys
 
 
 def day_keys(hour_keys: np.ndarray) -> np.ndarray:
     """The packed keys of :func:`_hour_keys` with each hour replaced by its UTC day."""
     rest = hour_keys // 4
     hour = rest & ((1 << HOUR_BITS) - 1)
-    return ((rest - hour) + hour // 24) * 4 + hour_keys % 4
+    days: np.ndarray = ((rest - hour) + hour // 24) * 4 + hour_keys % 4
+    return days
 
 
 def unpack_hour_counts(keys: np.ndarray, counts: np.ndarray, unit: str = "hour") -> list[dict[str, Any]]:

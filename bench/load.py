@@ -3,19 +3,20 @@
 The schema always comes from the migrations. For the load only, the secondary indexes of ``calls``
 (and on PostgreSQL its unique and foreign keys) are dropped and then created again from the very
 definitions the migrations wrote, read back from the database: building an index once is far cheaper
-than growing it row by row. Generation runs in another process, so both cores work.
+than growing it row by row. Generation and loading run side by side, so both cores work.
 
-- SQLite: ``synchronous=OFF`` and no journal during the load only. Two stager processes write the
-  generated chunks into SQLite files of their own (``executemany`` of plain tuples; constant columns
-  are SQL literals), which the loader copies in whole; then the indexes, each sorted in small runs
-  on helper threads.
-- PostgreSQL: the generator process writes COPY text with numpy (:mod:`bench.copytext`); ``TRUNCATE``
+- SQLite: ``synchronous=OFF`` and no journal during the load only. One process generates; two
+  stager processes write the chunks into SQLite files of their own (``executemany`` of plain tuples;
+  constant columns are SQL literals), which the loader copies in whole, in order; then the indexes,
+  each sorted in small runs on helper threads.
+- PostgreSQL: the loader writes COPY text with numpy (:mod:`bench.copytext`) while a writer thread
+  sends the last chunk and the server parses it on the other core; ``TRUNCATE``
   and every ``COPY ... FREEZE`` share one transaction, so with the benchmark server's
   ``wal_level=minimal`` nothing is WAL-logged and the rows arrive frozen and all-visible (index-only
   scans need no VACUUM); then the indexes, two builds at a time, one per core. The calls' account
   check (migration 0009's triggers) is off during the load and made once over the whole table.
 
-Hour counts are counted with numpy in the generator process and written once at the end, with the
+Hour counts are counted with numpy as the chunks are generated and written once at the end, with the
 day counts summed from them.
 """
 
@@ -26,12 +27,13 @@ import multiprocessing
 import os
 import queue
 import sqlite3
-import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import numpy as np
@@ -117,26 +119,76 @@ def _chunks(gen: Generator, copy_text: bool) -> Iterator[Item]:
 # loader to copy in whole: binding a row's 24 values from Python (about 4 µs a row) is most of a
 # load, and only here can it run on both cores. Copying a staged file's rows costs the loader's
 # one writer well under a microsecond a row (SQLite copies records as they are between tables of
-# the same definition).
+# the same definition, foreign keys off).
 STAGERS = 2
+_POLL_S = 1.0  # how often a waiting load process looks for a dead partner
 
 
-def _generate(gen: Generator, inboxes: list[Any]) -> None:
-    """Hand the chunks out in turn, in order; then a None to each stager."""
+@dataclass(frozen=True)
+class _End:
+    """After the last chunk: how many there were."""
+
+    chunks: int
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A load process's error, reported in the place of the chunk it could not hand on."""
+
+    message: str
+
+
+Staged = tuple[str, np.ndarray, np.ndarray]  # a staged file's path, its hour keys, their counts
+
+
+def _orphaned(parent: int) -> bool:
+    return os.getppid() != parent  # the loader died: nobody will read what this process makes
+
+
+def _put(box: Any, item: Any, parent: int) -> bool:
+    """Put ``item`` on ``box`` unless the loader died meanwhile (then False)."""
+    while not _orphaned(parent):
+        try:
+            box.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(box: Any, parent: int) -> Any:
+    """The next item of ``box``; an :class:`_End` of nothing if the loader died meanwhile."""
+    while not _orphaned(parent):
+        try:
+            return box.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+    return _End(0)
+
+
+def _generate(gen: Generator, inboxes: list[Any], parent: int) -> None:
+    """Hand the chunks out in turn, each with its number; then an :class:`_End` to each stager.
+
+    A failure is reported to every stager, which hands it on in its turn; the process then ends
+    normally, so the loader reads the reason instead of an exit code.
+    """
+    count = 0
     try:
-        for number, (chunk, keys, n) in enumerate(_chunks(gen, copy_text=False)):
-            inboxes[number % len(inboxes)].put((chunk, keys, n))
-    except BaseException as exc:
-        for inbox in inboxes:
-            inbox.put(RuntimeError(f"the generator failed: {exc!r}"))
-        raise
+        for count, item in enumerate(_chunks(gen, copy_text=False), start=1):
+            if not _put(inboxes[(count - 1) % len(inboxes)], (count - 1, *item), parent):
+                return
+        end: _End | _Failed = _End(count)
+    except Exception as exc:
+        traceback.print_exc()
+        end = _Failed(f"the generator failed: {exc!r}")
     for inbox in inboxes:
-        inbox.put(None)
+        _put(inbox, end, parent)
 
 
 @dataclass(frozen=True)
 class _Stage:
-    """Where a stager writes: a folder, the table's definition and the statement that fills it."""
+    """Where a stager writes (a folder), the table's definition, the statement that fills it and
+    the columns it binds, in its parameters' order."""
 
     folder: str
     table_sql: str
@@ -144,66 +196,74 @@ class _Stage:
     bound: tuple[str, ...]
 
 
-def _stager(gen: Generator, stage: _Stage, number: int, inbox: Any, outbox: Any) -> None:
-    """Write each chunk of ``inbox`` to a file of its own; put its path, hour keys and counts on
-    ``outbox``, in the order received, then None."""
+def _stager(gen: Generator, stage: _Stage, inbox: Any, outbox: Any, parent: int) -> None:
+    """Write each chunk of ``inbox`` to a file of its own and put its number, path, hour keys and
+    counts on ``outbox``, in the order received; hand the end, or a failure, on as it comes."""
     try:
-        for sequence in itertools.count():
-            item = inbox.get()
-            if item is None or isinstance(item, Exception):
-                outbox.put(item)
-                return
-            chunk, keys, n = item
+        while not isinstance(item := _get(inbox, parent), _End | _Failed):
+            number, chunk, keys, n = item
             rows = gen.rows(chunk)
-            path = os.path.join(stage.folder, f"{number}-{sequence}.sqlite3")
+            path = os.path.join(stage.folder, f"{number}.sqlite3")
             conn = sqlite3.connect(path, isolation_level=None)
             try:
-                conn.execute("PRAGMA journal_mode=OFF")
-                conn.execute("PRAGMA synchronous=OFF")
-                conn.execute(stage.table_sql)
+                for pragma in ("journal_mode=OFF", "synchronous=OFF", "foreign_keys=OFF"):
+                    conn.execute(f"PRAGMA {pragma}")
+                conn.execute(stage.table_sql)  # references accounts, which this file lacks
                 conn.execute("BEGIN")
                 conn.executemany(stage.insert_sql, zip(*(rows[c] for c in stage.bound), strict=True))
                 conn.execute("COMMIT")
             finally:
                 conn.close()
-            outbox.put((path, keys, n))
-    except BaseException as exc:
-        outbox.put(RuntimeError(f"a stager failed: {exc!r}"))
-        raise
+            if not _put(outbox, (number, path, keys, n), parent):
+                return
+    except Exception as exc:
+        traceback.print_exc()
+        item = _Failed(f"a stager failed: {exc!r}")
+    _put(outbox, item, parent)
 
 
-def _staged(gen: Generator, stage: _Stage) -> Iterator[Item]:
+def _staged(gen: Generator, stage: _Stage) -> Iterator[Staged]:
     """The chunks as staged files, in the generator's order: one process generates, ``STAGERS``
-    stage, this one copies."""
+    stage, this one copies. Every chunk comes once, in its place, or the load fails."""
     ctx = multiprocessing.get_context("fork")
+    parent = os.getpid()
     inboxes = [ctx.Queue(maxsize=2) for _ in range(STAGERS)]
     outboxes = [ctx.Queue(maxsize=2) for _ in range(STAGERS)]
-    procs = [ctx.Process(target=_generate, args=(gen, inboxes), daemon=True)] + [
-        ctx.Process(target=_stager, args=(gen, stage, i, inboxes[i], outboxes[i]), daemon=True)
+    procs: list[BaseProcess] = [ctx.Process(target=_generate, args=(gen, inboxes, parent), daemon=True)]
+    procs += [
+        ctx.Process(target=_stager, args=(gen, stage, inboxes[i], outboxes[i], parent), daemon=True)
         for i in range(STAGERS)
     ]
     for proc in procs:
         proc.start()
+    finished = False
     try:
         for number in itertools.count():
             item = _next(outboxes[number % STAGERS], procs)
-            if item is None:  # chunk ``number`` does not exist: every chunk is in
+            if isinstance(item, _Failed):
+                raise RuntimeError(item.message)
+            if isinstance(item, _End):
+                if item.chunks != number:
+                    raise RuntimeError(f"{item.chunks} chunks were generated, {number} arrived")
                 break
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:  # after a failure the others may wait for ever: no waiting for them
+            if item[0] != number:
+                raise RuntimeError(f"chunk {item[0]} arrived in the place of chunk {number}")
+            yield item[1:]
+        finished = True
+    finally:  # after a failure the others may wait for ever: they are stopped, not waited for
         for proc in procs:
-            proc.join(timeout=5 if sys.exc_info()[0] is None else 0)
+            if finished:
+                proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
+            proc.join()
 
 
-def _next(outbox: Any, procs: list[Any]) -> Any:
+def _next(outbox: Any, procs: list[BaseProcess]) -> Any:
     """The next item of ``outbox``; an error once a process has died without saying why."""
     while True:
         try:
-            return outbox.get(timeout=1)
+            return outbox.get(timeout=_POLL_S)
         except queue.Empty:
             dead = [p for p in procs if p.exitcode not in (None, 0)]
             if dead:
@@ -269,7 +329,7 @@ class _SqliteLoader:
         for pragma in (
             "journal_mode=OFF",
             "synchronous=OFF",
-            "cache_size=-1048576",  # 1 GB: the (account_id, uuid) unique index grows at random
+            "cache_size=-65536",  # 64 MB: the rows only append (1 GB, measured at 2M calls: no faster)
             "foreign_keys=OFF",
         ):
             self.conn.execute(f"PRAGMA {pragma}")
@@ -303,6 +363,7 @@ class _SqliteLoader:
                 keys.append(k)
                 counts.append(n)
                 self.conn.execute("ATTACH DATABASE ? AS stage", (path,))
+                # Record by record, unparsed: the same definition, and foreign keys off.
                 self.conn.execute("INSERT INTO main.calls SELECT * FROM stage.calls")
                 self.conn.execute("DETACH DATABASE stage")
                 os.remove(path)

@@ -273,7 +273,7 @@ def databases(args: argparse.Namespace, work: Path) -> Iterator[list[tuple[str, 
     """(name, url, an empty scratch database's url for the baselines, PostgreSQL's postmaster pid)
     per chosen database."""
     chosen = args.db.split(",")
-    out = []
+    out: list[tuple[str, str, str, int | None]] = []
     if "sqlite" in chosen:
         for stale in ("bench.sqlite3", "scratch.sqlite3"):
             (work / stale).unlink(missing_ok=True)

@@ -129,7 +129,13 @@ def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[Postg
     ids = _demote("postgres")
     if ids:
         os.chown(root, *ids)
-    preexec = (lambda: (os.setgid(ids[1]), os.setuid(ids[0]))) if ids else None
+
+    def demote() -> None:
+        assert ids is not None
+        os.setgid(ids[1])
+        os.setuid(ids[0])
+
+    preexec = demote if ids else None
     user = "pbxtest"
     subprocess.run(
         [

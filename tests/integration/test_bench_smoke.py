@@ -4,20 +4,21 @@ benchmark's totals must equal the naive query's."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
+import sqlite3
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import bench.load as bench_load
 import pytest
 from bench.copytext import TextCells, encode
 from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator, check_keys
 from bench.inprocess import bench_lists, naive_list, shapes_for
-from bench.load import load
 from bench.pg import new_database
 from sqlalchemy import Engine, func, inspect, select
 
@@ -52,7 +53,7 @@ def schema(engine: Engine) -> dict[str, Any]:
 
 def check_load(url: str, fresh_url: str) -> None:
     now = int(time.time())
-    report = load(url, CALLS, now=now)
+    report = bench_load.load(url, CALLS, now=now)
     fresh = make_engine(fresh_url)
     upgrade(fresh)
     engine = make_engine(url)
@@ -147,12 +148,16 @@ def test_postgresql_bulk_load(pg: PostgresServer) -> None:
     check_load(new_database(pg, "bench_smoke"), new_database(pg, "bench_smoke_fresh"))
 
 
-def _die(self: Generator, chunk: Any) -> Any:
-    os._exit(3)
+def _failed_load(tmp_path: Path, message: str) -> None:
+    """The load fails with ``message``, leaves no staged file and no process behind."""
+    with pytest.raises(RuntimeError, match=message):
+        bench_load.load(f"sqlite:///{tmp_path / 'bench.sqlite3'}", CALLS)
+    assert not list(tmp_path.glob("pbx-cdr-load-*"))
+    assert not multiprocessing.active_children()
 
 
 def test_sqlite_load_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stager that fails fails the load, with its reason, instead of hanging it; its files go too."""
+    """Stagers that fail fail the load, with their reason, instead of hanging it."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     real = bench_load._Stage
 
@@ -160,15 +165,60 @@ def test_sqlite_load_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         return real(folder, table_sql, "INSERT INTO nowhere VALUES (1)", bound)
 
     monkeypatch.setattr(bench_load, "_Stage", broken)
-    with pytest.raises(RuntimeError, match=r"a stager failed: OperationalError.*nowhere"):
-        load(f"sqlite:///{tmp_path / 'bench.sqlite3'}", CALLS)
-    assert not list(tmp_path.glob("pbx-cdr-load-*"))
+    _failed_load(tmp_path, r"a stager failed: OperationalError.*nowhere")
 
 
-def test_sqlite_load_notices_a_dead_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stagers_reason_outlives_the_wait_for_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second stager fails on its first chunk while the loader still waits, longer than it polls,
+    for the first stager's: the load fails with the second's reason, not as a process that died."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    connect = sqlite3.connect
+
+    def staging(path: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if str(path).endswith(f"{os.sep}0.sqlite3"):  # chunk 0: the first stager's
+            time.sleep(bench_load._POLL_S * 1.5)
+        if str(path).endswith(f"{os.sep}1.sqlite3"):  # chunk 1: the second stager's
+            raise sqlite3.OperationalError("chunk 1 refused")
+        return connect(path, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", staging)
+    _failed_load(tmp_path, r"a stager failed: OperationalError\('chunk 1 refused'\)")
+
+
+def _exit(*args: Any) -> NoReturn:
+    os._exit(3)
+
+
+@pytest.mark.parametrize("where", ["generator", "stager"])
+def test_sqlite_load_notices_a_dead_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     """A load process that dies without a word (killed, out of memory) fails the load, not hangs it."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(Generator, "rows", _die)
-    with pytest.raises(RuntimeError, match="a load process died \\(exit code 3\\)"):
-        load(f"sqlite:///{tmp_path / 'bench.sqlite3'}", CALLS)
-    assert not list(tmp_path.glob("pbx-cdr-load-*"))
+    if where == "generator":
+        monkeypatch.setattr(Generator, "chunks", _exit)
+    else:
+        monkeypatch.setattr(bench_load, "_stager", _exit)
+    _failed_load(tmp_path, r"a load process died \(exit code 3\)")
+
+
+def test_load_processes_end_once_the_loader_is_gone(tmp_path: Path) -> None:
+    """A generator or stager whose loader died (so it has another parent) stops waiting on its
+    queues and ends, instead of blocking on them for ever."""
+    gone = -1  # no process's parent
+    ctx = multiprocessing.get_context("fork")
+    full = ctx.Queue(maxsize=1)
+    full.put("taken")
+    empty = ctx.Queue(maxsize=1)
+    gen = Generator(CALLS, int(time.time()))
+    started = time.monotonic()
+    bench_load._generate(gen, [full], gone)  # would block handing out its first chunk
+    stage = bench_load._Stage(
+        str(tmp_path), "CREATE TABLE calls (id)", "INSERT INTO calls VALUES (?1)", ("id",)
+    )
+    bench_load._stager(gen, stage, empty, full, gone)  # would block waiting for a chunk
+    assert time.monotonic() - started < 5
+    assert full.get(timeout=1) == "taken"
+    assert empty.empty()
