@@ -11,6 +11,7 @@ into shared transactions (``pbx_cdr/db/writer.py``); the benchmark only sees cal
 
 from __future__ import annotations
 
+import http.client
 import os
 import tempfile
 import threading
@@ -18,8 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -113,19 +114,30 @@ BATCH_CONNECTIONS = 8
 def batch_posts(
     server: PbxServer, token: str, bodies: list[bytes], threads: int = BATCH_CONNECTIONS
 ) -> tuple[float, int]:
-    """Calls per second through ``bodies`` (1000-call batches); and how many came back created."""
+    """Calls per second through ``bodies`` (1000-call batches); and how many came back created.
+
+    The client is the standard library's ``http.client``, which sends a body and reads a response of
+    known length in C: it shares the two cores with the server and the database, and httpx spent
+    8-10 µs of CPU a call on the same posts (0.7 here).
+    """
+    address = urlsplit(server.base_url)
+    assert address.hostname is not None
+    host = address.hostname
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     local = threading.local()
-    clients: list[httpx.Client] = []
+    connections: list[http.client.HTTPConnection] = []
 
     def post(body: bytes) -> int:
-        client = getattr(local, "client", None)
-        if client is None:  # one keep-alive connection per client thread
-            client = local.client = httpx.Client(base_url=server.base_url, timeout=120)
-            clients.append(client)
-        r = client.post("/api/pbx/cdr", content=body, headers=headers)
-        r.raise_for_status()
-        return int(orjson.loads(r.content)["created"])
+        conn = getattr(local, "conn", None)
+        if conn is None:  # one keep-alive connection per client thread
+            conn = local.conn = http.client.HTTPConnection(host, address.port, timeout=120)
+            connections.append(conn)
+        conn.request("POST", "/api/pbx/cdr", body=body, headers=headers)
+        response = conn.getresponse()
+        content = response.read()
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"a batch was answered {response.status}: {content[:300]!r}")
+        return int(orjson.loads(content)["created"])
 
     try:
         started = time.perf_counter()
@@ -133,8 +145,8 @@ def batch_posts(
             created = sum(pool.map(post, bodies))
         elapsed = time.perf_counter() - started
     finally:
-        for client in clients:
-            client.close()
+        for conn in connections:
+            conn.close()
     return created / elapsed, created
 
 
