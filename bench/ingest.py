@@ -118,7 +118,7 @@ def batch_posts(
 
     The client is the standard library's ``http.client``, which sends a body and reads a response of
     known length in C: it shares the two cores with the server and the database, and httpx spent
-    8-10 µs of CPU a call on the same posts (0.7 here).
+    5-10 µs of CPU a call on the same posts (0.7-2.4 here).
     """
     address = urlsplit(server.base_url)
     assert address.hostname is not None

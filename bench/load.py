@@ -26,8 +26,10 @@ import itertools
 import multiprocessing
 import os
 import queue
+import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -121,7 +123,7 @@ def _chunks(gen: Generator, copy_text: bool) -> Iterator[Item]:
 # one writer well under a microsecond a row (SQLite copies records as they are between tables of
 # the same definition, foreign keys off).
 STAGERS = 2
-_POLL_S = 1.0  # how often a waiting load process looks for a dead partner
+_POLL_S = 1.0  # how often the loader looks for a dead load process, and each for a dead loader
 
 
 @dataclass(frozen=True)
@@ -141,29 +143,23 @@ class _Failed:
 Staged = tuple[str, np.ndarray, np.ndarray]  # a staged file's path, its hour keys, their counts
 
 
-def _orphaned(parent: int) -> bool:
-    return os.getppid() != parent  # the loader died: nobody will read what this process makes
+def _end_with_the_loader(parent: int, folder: str | None = None) -> None:
+    """Start a thread that ends this process at once when the loader dies (this process then has
+    another parent).
 
+    Nobody reads its queues any more, so the process would wait for ever: for room on a queue,
+    for an item, or at its exit for a queue's pipe to take what was put on it. A stager also
+    removes the staging folder the dead loader left.
+    """
 
-def _put(box: Any, item: Any, parent: int) -> bool:
-    """Put ``item`` on ``box`` unless the loader died meanwhile (then False)."""
-    while not _orphaned(parent):
-        try:
-            box.put(item, timeout=_POLL_S)
-            return True
-        except queue.Full:
-            continue
-    return False
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_POLL_S)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        os._exit(0)
 
-
-def _get(box: Any, parent: int) -> Any:
-    """The next item of ``box``; an :class:`_End` of nothing if the loader died meanwhile."""
-    while not _orphaned(parent):
-        try:
-            return box.get(timeout=_POLL_S)
-        except queue.Empty:
-            continue
-    return _End(0)
+    threading.Thread(target=watch, name="loader-watch", daemon=True).start()
 
 
 def _generate(gen: Generator, inboxes: list[Any], parent: int) -> None:
@@ -172,17 +168,17 @@ def _generate(gen: Generator, inboxes: list[Any], parent: int) -> None:
     A failure is reported to every stager, which hands it on in its turn; the process then ends
     normally, so the loader reads the reason instead of an exit code.
     """
+    _end_with_the_loader(parent)
     count = 0
     try:
         for count, item in enumerate(_chunks(gen, copy_text=False), start=1):
-            if not _put(inboxes[(count - 1) % len(inboxes)], (count - 1, *item), parent):
-                return
+            inboxes[(count - 1) % len(inboxes)].put((count - 1, *item))
         end: _End | _Failed = _End(count)
     except Exception as exc:
         traceback.print_exc()
         end = _Failed(f"the generator failed: {exc!r}")
     for inbox in inboxes:
-        _put(inbox, end, parent)
+        inbox.put(end)
 
 
 @dataclass(frozen=True)
@@ -199,8 +195,9 @@ class _Stage:
 def _stager(gen: Generator, stage: _Stage, inbox: Any, outbox: Any, parent: int) -> None:
     """Write each chunk of ``inbox`` to a file of its own and put its number, path, hour keys and
     counts on ``outbox``, in the order received; hand the end, or a failure, on as it comes."""
+    _end_with_the_loader(parent, stage.folder)
     try:
-        while not isinstance(item := _get(inbox, parent), _End | _Failed):
+        while not isinstance(item := inbox.get(), _End | _Failed):
             number, chunk, keys, n = item
             rows = gen.rows(chunk)
             path = os.path.join(stage.folder, f"{number}.sqlite3")
@@ -214,12 +211,11 @@ def _stager(gen: Generator, stage: _Stage, inbox: Any, outbox: Any, parent: int)
                 conn.execute("COMMIT")
             finally:
                 conn.close()
-            if not _put(outbox, (number, path, keys, n), parent):
-                return
+            outbox.put((number, path, keys, n))
     except Exception as exc:
         traceback.print_exc()
         item = _Failed(f"a stager failed: {exc!r}")
-    _put(outbox, item, parent)
+    outbox.put(item)
 
 
 def _staged(gen: Generator, stage: _Stage) -> Iterator[Staged]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import signal
 import sqlite3
 import tempfile
 import time
@@ -204,21 +205,43 @@ def test_sqlite_load_notices_a_dead_process(
     _failed_load(tmp_path, r"a load process died \(exit code 3\)")
 
 
-def test_load_processes_end_once_the_loader_is_gone(tmp_path: Path) -> None:
-    """A generator or stager whose loader died (so it has another parent) stops waiting on its
-    queues and ends, instead of blocking on them for ever."""
-    gone = -1  # no process's parent
-    ctx = multiprocessing.get_context("fork")
-    full = ctx.Queue(maxsize=1)
-    full.put("taken")
-    empty = ctx.Queue(maxsize=1)
-    gen = Generator(CALLS, int(time.time()))
-    started = time.monotonic()
-    bench_load._generate(gen, [full], gone)  # would block handing out its first chunk
-    stage = bench_load._Stage(
-        str(tmp_path), "CREATE TABLE calls (id)", "INSERT INTO calls VALUES (?1)", ("id",)
-    )
-    bench_load._stager(gen, stage, empty, full, gone)  # would block waiting for a chunk
-    assert time.monotonic() - started < 5
-    assert full.get(timeout=1) == "taken"
-    assert empty.empty()
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; its new parent may never reap it
+
+
+def test_load_processes_end_when_the_loader_is_killed(tmp_path: Path) -> None:
+    """A loader killed mid-load (SIGKILL: no cleanup of its own) takes its generator and stagers
+    with it, and the staging folder goes too, instead of three processes blocked for ever."""
+
+    def loader() -> None:
+        tempfile.tempdir = str(tmp_path)
+        bench_load.load(f"sqlite:///{tmp_path / 'bench.sqlite3'}", 300_000)
+
+    process = multiprocessing.get_context("fork").Process(target=loader)
+    process.start()
+    assert process.pid is not None
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 60
+    kids: list[int] = []
+    while time.monotonic() < deadline:
+        kids = [int(k) for k in children.read_text().split()] if process.is_alive() else []
+        if len(kids) == 1 + bench_load.STAGERS and list(tmp_path.glob("pbx-cdr-load-*/*.sqlite3")):
+            break
+        time.sleep(0.02)
+    assert len(kids) == 1 + bench_load.STAGERS, "the load never got going"
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
+    try:
+        deadline = time.monotonic() + 10 * bench_load._POLL_S
+        while time.monotonic() < deadline and any(_running(k) for k in kids):
+            time.sleep(0.05)
+        assert not any(_running(k) for k in kids)
+        assert not list(tmp_path.glob("pbx-cdr-load-*"))
+    finally:  # a failure must not leave them holding the test run's output open
+        for kid in kids:
+            if _running(kid):
+                os.kill(kid, signal.SIGKILL)
