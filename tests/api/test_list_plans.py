@@ -169,3 +169,20 @@ def test_a_first_page_reads_its_rows_straight_from_its_index_under_a_generic_pla
     if index is not None:
         assert rows_from == [index], found["1"]
     assert ("Index Scan", "calls_pkey") in found["2"], found["2"]
+
+
+def test_every_shape_keeps_its_pages_order_with_no_sort_over_the_join(
+    engine: Engine, make_tenant: Callable[..., Tenant]
+) -> None:
+    """The combined statement has no ORDER BY of its own: its rows come out in the page's order
+    because the statement is a nested loop over the total's one row (``call_list._compose``)."""
+    account_id = busy_account(engine, make_tenant)
+    for params in SHAPES:
+        q = parse_list_query(params, AccountView("Asia/Ho_Chi_Minh", "VN", 31), NOW)
+        statements, values, _ = call_list._prepare(account_id, q, call_list.DEEP_OFFSET)
+        compiled = driver_statement(statements.combined, engine.dialect)
+        with db.read_one(engine) as conn:
+            plan = generic_plan(conn, compiled.sql, compiled.bind(values))
+        assert (plan["Node Type"], plan["Join Type"]) == ("Nested Loop", "Left"), (params, plan)
+        outer = [child for child in plan["Plans"] if child["Parent Relationship"] == "Outer"]
+        assert len(outer) == 1 and outer[0]["Plan Rows"] == 1, (params, plan)

@@ -45,7 +45,7 @@ from sqlalchemy import URL, Dialect, Engine, Select, make_url
 from sqlalchemy.exc import DBAPIError
 
 from pbx_cdr.db.driver import driver_statement
-from pbx_cdr.db.engine import PING_AFTER_IDLE_S
+from pbx_cdr.db.engine import PG_SESSION_SETTINGS, PING_AFTER_IDLE_S
 
 Conn = psycopg.AsyncConnection[Any]
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
@@ -53,7 +53,7 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 # first page's list for the biggest account on every run (its plan for those values looked cheaper
 # than the generic one, which is as fast): 0.4 ms of planning a list. Every list shape is checked
 # under generic plans (``tests/api/test_list_plans.py``).
-_GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+_SESSION = f"SET plan_cache_mode = force_generic_plan; {PG_SESSION_SETTINGS}"
 # "cached plan must not change result type" (a migration changed a column), "prepared statement does
 # not exist" (the server side lost it): the connection is dropped, and the next one prepares afresh.
 _STALE_STATEMENTS = frozenset({"0A000", "26000"})
@@ -201,7 +201,7 @@ class _Pool:
         # UTF-8 whatever the database's default: parameters are sent encoded so.
         conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, client_encoding="utf8")
         try:
-            await conn.execute(_GENERIC_PLANS)
+            await conn.execute(_SESSION)
         except BaseException:
             await conn.close()
             raise

@@ -24,6 +24,9 @@ _SYNCHRONOUS = "pbx_synchronous"
 _IDLE_SINCE = "pbx_idle_since"
 # A pooled PostgreSQL connection idle for longer than this is checked with a ``SELECT 1`` before use.
 PING_AFTER_IDLE_S = 2.0
+# What every PostgreSQL connection sets when it connects, whatever the server's or the database's
+# defaults: the list's items are the times' text in the ISO date style (``queries/item_values.py``).
+PG_SESSION_SETTINGS = "SET DateStyle = 'ISO'"
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
@@ -60,7 +63,15 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
         # (tests/api/test_list_plans.py).
     )
     _ping_when_idle(engine)
+    _configure_postgres(engine)
     return engine
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute(PG_SESSION_SETTINGS)
+        dbapi_connection.commit()  # psycopg opened a transaction for it
 
 
 def _ping_when_idle(engine: Engine) -> None:

@@ -39,6 +39,7 @@ router = APIRouter(prefix=LIST_PATH, tags=["cdr"])
 
 MAX_INGEST_BYTES = 8 * 1024 * 1024
 LIST_PARAMS = ("from", "to", "direction", "extension", "phone", "page", "per_page")
+_LIST_PARAM_NAMES = frozenset(LIST_PARAMS)
 
 
 def canonical_uuid(value: str) -> str | None:
@@ -99,8 +100,13 @@ LIST_PARAMETER_DOCS = {
 async def list_cdrs(request: Request) -> Response:
     """Calls in the account's window, newest first, with an exact ``total``."""
     services = services_of(request)
-    # Laravel reads the last of repeated parameters and treats empty ones as absent.
-    params = {k: v for k in LIST_PARAMS if (v := request.query_params.get(k)) not in (None, "")}
+    # Laravel reads the last of repeated parameters (as ``items()`` gives them) and treats empty
+    # ones as absent; a list with no parameters at all (a first page) parses nothing.
+    params = (
+        {k: v for k, v in request.query_params.items() if v and k in _LIST_PARAM_NAMES}
+        if request.scope["query_string"]
+        else {}
+    )
 
     # With the list cache on, the account's data version must be current: the token is looked up
     # afresh, not taken from the token cache (whose accounts' versions may be old).

