@@ -1,13 +1,18 @@
 """PostgreSQL's reads awaited on the event loop (``db/async_pg.py``): statements prepared once per
 connection and run on libpq's handle, parameters as text, and connections kept only while they are
-in step with the server."""
+in step with the server. Each runs on asyncio's event loop and on uvloop (the server's)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import psycopg
 import pytest
+import uvloop
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -16,14 +21,17 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
+    create_engine,
     func,
     literal_column,
     select,
     text,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pbx_cdr.db.async_pg import AsyncReader
+
+RunOn = Callable[[Coroutine[Any, Any, Any]], Any]
 
 pytestmark = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
@@ -46,7 +54,19 @@ def reader(engine: Engine) -> AsyncReader:
     return AsyncReader(engine, 2)
 
 
-def test_parameters_go_as_text_and_come_back_typed(reader: AsyncReader) -> None:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run_on(request: pytest.FixtureRequest) -> RunOn:
+    """Runs a coroutine on asyncio's own event loop, or on uvloop's (the server's)."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else None
+
+    def run(coro: Coroutine[Any, Any, Any]) -> Any:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
+
+    return run
+
+
+def test_parameters_go_as_text_and_come_back_typed(reader: AsyncReader, run_on: RunOn) -> None:
     async def run() -> list[tuple[object, ...]]:
         try:
             return [
@@ -60,13 +80,15 @@ def test_parameters_go_as_text_and_come_back_typed(reader: AsyncReader) -> None:
         finally:
             await reader.close()
 
-    assert asyncio.run(run()) == [
+    assert run_on(run()) == [
         (42, 1, "Việt ☎ 'quoted' %s", True, None),
         (-(2**41), 1, "", False, None),
     ]
 
 
-def test_a_statement_is_prepared_once_per_connection_with_a_generic_plan(reader: AsyncReader) -> None:
+def test_a_statement_is_prepared_once_per_connection_with_a_generic_plan(
+    reader: AsyncReader, run_on: RunOn
+) -> None:
     async def run() -> list[tuple[object, ...]]:
         try:
             for n in range(3):
@@ -81,12 +103,12 @@ def test_a_statement_is_prepared_once_per_connection_with_a_generic_plan(reader:
         finally:
             await reader.close()
 
-    prepared = asyncio.run(run())
+    prepared = run_on(run())
     assert len(prepared) == 1 and "$1::BIGINT + $1::BIGINT" in prepared[0][1]
     assert prepared[0][2:] == (3, 0)  # planned once for all values, from its first run
 
 
-def test_a_refused_statement_keeps_its_connection(reader: AsyncReader) -> None:
+def test_a_refused_statement_keeps_its_connection(reader: AsyncReader, run_on: RunOn) -> None:
     async def run() -> None:
         try:
             with pytest.raises(DBAPIError) as refused:
@@ -99,10 +121,10 @@ def test_a_refused_statement_keeps_its_connection(reader: AsyncReader) -> None:
         finally:
             await reader.close()
 
-    asyncio.run(run())
+    run_on(run())
 
 
-def test_a_read_cut_short_closes_its_connection(reader: AsyncReader) -> None:
+def test_a_read_cut_short_closes_its_connection(reader: AsyncReader, run_on: RunOn) -> None:
     """A cancelled request's answer may still be on its way: the connection must not be reused,
     or the next read would take that answer for its own."""
 
@@ -118,19 +140,21 @@ def test_a_read_cut_short_closes_its_connection(reader: AsyncReader) -> None:
         finally:
             await reader.close()
 
-    asyncio.run(run())
+    run_on(run())
 
 
-def test_a_parameter_without_a_text_form_is_refused_before_any_connection(reader: AsyncReader) -> None:
+def test_a_parameter_without_a_text_form_is_refused_before_any_connection(
+    reader: AsyncReader, run_on: RunOn
+) -> None:
     async def run() -> None:
         with pytest.raises(TypeError):
             await reader.first_row(DIVIDE, {"d": 1.5})
         assert reader._pool is None
 
-    asyncio.run(run())
+    run_on(run())
 
 
-def test_a_nul_in_a_text_parameter_is_refused_not_cut_short(reader: AsyncReader) -> None:
+def test_a_nul_in_a_text_parameter_is_refused_not_cut_short(reader: AsyncReader, run_on: RunOn) -> None:
     """libpq ends a text parameter at its first NUL: "100\\x00..." must not run as "100"."""
 
     async def run() -> None:
@@ -139,11 +163,11 @@ def test_a_nul_in_a_text_parameter_is_refused_not_cut_short(reader: AsyncReader)
         assert isinstance(refused.value.orig, psycopg.DataError)
         assert reader._pool is None  # refused before any connection
 
-    asyncio.run(run())
+    run_on(run())
 
 
 def test_a_connection_whose_prepared_statements_went_stale_is_dropped(
-    reader: AsyncReader, engine: Engine
+    reader: AsyncReader, engine: Engine, run_on: RunOn
 ) -> None:
     """A migration that changes a column's type leaves the old plan unusable ("cached plan must not
     change result type"): that connection goes, and the next one prepares afresh."""
@@ -165,4 +189,127 @@ def test_a_connection_whose_prepared_statements_went_stale_is_dropped(
         finally:
             await reader.close()
 
-    asyncio.run(run())
+    run_on(run())
+
+
+def _backend_pids(engine: Engine) -> set[int]:
+    with engine.connect() as conn:
+        return set(
+            conn.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ).scalars()
+        )
+
+
+def _terminate(engine: Engine, pids: set[int]) -> None:
+    with engine.connect() as conn:
+        for pid in pids:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+
+
+def test_a_connection_the_server_ended_while_idle_is_not_used(
+    reader: AsyncReader, engine: Engine, run_on: RunOn
+) -> None:
+    """Restarted or terminated backends, within the 2 s after which a connection is pinged anyway:
+    the next read takes a new connection, and no request answers 503 for them."""
+
+    async def run() -> None:
+        try:
+            assert await asyncio.gather(*(reader.first_row(DIVIDE, {"d": 1}) for _ in range(2))) == [(1,)] * 2
+            ended = [s.conn for s in reader._ready().idle]
+            assert len(ended) == 2
+            _terminate(engine, _backend_pids(engine))
+            await asyncio.sleep(0.2)  # the server's goodbye arrives
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+            assert [s.conn for s in reader._ready().idle if s.conn in ended] == []
+            assert all(conn.closed for conn in ended)
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_a_connection_lost_during_a_read_is_a_503_and_dropped(
+    reader: AsyncReader, engine: Engine, run_on: RunOn
+) -> None:
+    async def run() -> None:
+        try:
+            sleeping = asyncio.ensure_future(reader.first_row(SLEEP, {"s": 5}))
+            pids: set[int] = set()
+            while not pids:  # the backend running the sleep
+                await asyncio.sleep(0.05)
+                pids = _backend_pids(engine)
+            _terminate(engine, pids)
+            with pytest.raises(OperationalError):  # the app answers 503
+                await sleeping
+            assert reader._ready().idle == []
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_a_connection_whose_prepared_statements_are_gone_is_dropped(
+    reader: AsyncReader, run_on: RunOn
+) -> None:
+    """A pooler that hands the statement to another server session: "prepared statement does not
+    exist" (26000). That connection goes; the next prepares afresh."""
+
+    async def run() -> None:
+        try:
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+            await reader._ready().idle[0].conn.execute("DEALLOCATE ALL")
+            with pytest.raises(DBAPIError) as gone:
+                await reader.first_row(DIVIDE, {"d": 1})
+            assert gone.value.orig.sqlstate == "26000"  # type: ignore[union-attr]
+            assert reader._ready().idle == []
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_reads_in_flight_share_the_pool_and_each_gets_its_own_answer(
+    reader: AsyncReader, run_on: RunOn
+) -> None:
+    """60 reads at once on 2 connections, every third refused: no answer goes to another read, and
+    every connection comes back in step."""
+
+    async def one(n: int) -> object:
+        if n % 3 == 0:
+            with pytest.raises(DBAPIError) as refused:
+                await reader.first_row(DIVIDE, {"d": 0})
+            assert isinstance(refused.value.orig, psycopg.errors.DivisionByZero)
+            return None
+        return await reader.first_row(ECHO, {"n": n, "s": f"read {n}", "b": n % 2 == 0, "none": None})
+
+    async def run() -> list[object]:
+        try:
+            answers = await asyncio.gather(*(one(n) for n in range(60)))
+            assert 1 <= len(reader._ready().idle) <= 2
+            return answers
+        finally:
+            await reader.close()
+
+    answers = run_on(run())
+    assert answers == [None if n % 3 == 0 else (2 * n, 1, f"read {n}", n % 2 == 0, None) for n in range(60)]
+
+
+def test_an_unreachable_database_is_a_503_at_once(database_url: str, run_on: RunOn) -> None:
+    """(Parametrized with the rest, on PostgreSQL; the database itself is not used.)"""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    reader = AsyncReader(create_engine(f"postgresql+psycopg://u@127.0.0.1:{port}/db"), 1)
+
+    async def run() -> None:
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            await reader.first_row(DIVIDE, {"d": 1})
+        assert time.monotonic() - started < 5  # refused, not waited out
+        await reader.close()
+
+    run_on(run())

@@ -177,6 +177,20 @@ async def _until_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool)
         unwatch(fd)
 
 
+def _nothing_ended_it(conn: Conn) -> bool:
+    """Whether a pooled connection is still open, as far as what the server sent while it sat idle
+    says: a terminated backend or a restarted server sends an error and closes it, and the read
+    sent on it would have failed (a 503). Two non-blocking reads (nearly always of nothing), about a
+    microsecond each: libpq stops at the error's bytes, and sees the end of the stream on the next."""
+    pgconn = conn.pgconn
+    try:
+        pgconn.consume_input()
+        pgconn.consume_input()
+    except psycopg.OperationalError:  # the end of the stream: libpq marks the connection bad
+        return False
+    return pgconn.status == pq.ConnStatus.OK
+
+
 class _Pool:
     def __init__(self, conninfo: str, max_size: int) -> None:
         self.conninfo = conninfo
@@ -186,7 +200,8 @@ class _Pool:
     async def _take(self) -> _Session:
         while self.idle:
             session = self.idle.pop()  # the most recently used: warm, and the rest may idle out
-            if not session.usable:
+            if not (session.usable and _nothing_ended_it(session.conn)):
+                await session.conn.close()
                 continue
             if time.monotonic() - session.since > PING_AFTER_IDLE_S:
                 try:
