@@ -47,6 +47,8 @@ ECHO = select(
 )
 SLEEP = select(func.pg_sleep(bindparam("s", type_=Integer)))
 DIVIDE = select(literal_column("1") / bindparam("d", type_=Integer))
+PREPARED = select(text("name, statement, generic_plans, custom_plans FROM pg_prepared_statements"))
+DEALLOCATE_ALL = text("DEALLOCATE ALL")
 
 
 @pytest.fixture
@@ -94,16 +96,12 @@ def test_a_statement_is_prepared_once_per_connection_with_a_generic_plan(
             for n in range(3):
                 assert await reader.first_row(ECHO, {"n": n, "s": "x", "b": True, "none": None})
             pool = reader._ready()
-            assert len(pool.idle) == 1  # one connection, used three times
-            conn = pool.idle[0].conn
-            cursor = await conn.execute(
-                "SELECT name, statement, generic_plans, custom_plans FROM pg_prepared_statements"
-            )
-            return await cursor.fetchall()
+            assert len(pool.pipes) == 1  # one connection, used three times
+            return await reader.all_rows(PREPARED, {})  # on that same connection
         finally:
             await reader.close()
 
-    prepared = run_on(run())
+    prepared = [row for row in run_on(run()) if "pg_prepared_statements" not in row[1]]  # not itself
     assert len(prepared) == 1 and "$1::BIGINT + $1::BIGINT" in prepared[0][1]
     assert prepared[0][2:] == (3, 0)  # planned once for all values, from its first run
 
@@ -115,28 +113,31 @@ def test_a_refused_statement_keeps_its_connection(reader: AsyncReader, run_on: R
                 await reader.first_row(DIVIDE, {"d": 0})
             assert isinstance(refused.value.orig, psycopg.errors.DivisionByZero)
             pool = reader._ready()
-            assert len(pool.idle) == 1  # in step with the server: back in the pool
+            (pipe,) = pool.pipes  # in step with the server: still in the pool
             assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
-            assert len(pool.idle) == 1
+            assert pool.pipes == [pipe]
         finally:
             await reader.close()
 
     run_on(run())
 
 
-def test_a_read_cut_short_closes_its_connection(reader: AsyncReader, run_on: RunOn) -> None:
-    """A cancelled request's answer may still be on its way: the connection must not be reused,
-    or the next read would take that answer for its own."""
+def test_a_read_cut_short_leaves_its_connection_in_step(engine: Engine, run_on: RunOn) -> None:
+    """A cancelled request's answer is still on its way: it is read in its turn and dropped, so the
+    reads sent after it on the same connection (the only one here) get their own answers."""
+    reader = AsyncReader(engine, 1)
 
     async def run() -> None:
         try:
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.2):
-                    await reader.first_row(SLEEP, {"s": 2})
+                    await reader.first_row(SLEEP, {"s": 1})
             pool = reader._ready()
-            assert pool.idle == []
+            (pipe,) = pool.pipes
+            assert len(pipe.pending) == 1  # the sleep's answer, still to come
             row = await reader.first_row(ECHO, {"n": 5, "s": "after", "b": False, "none": None})
             assert row == (10, 1, "after", False, None)
+            assert pool.pipes == [pipe] and not pipe.pending
         finally:
             await reader.close()
 
@@ -184,7 +185,7 @@ def test_a_connection_whose_prepared_statements_went_stale_is_dropped(
             with pytest.raises(DBAPIError) as stale:
                 await reader.first_row(drift, {})
             assert stale.value.orig.sqlstate == "0A000"  # type: ignore[union-attr]
-            assert reader._ready().idle == []
+            assert reader._ready().pipes == []  # retired, then closed: it had nothing else in flight
             assert await reader.first_row(drift, {}) == ("7",)
         finally:
             await reader.close()
@@ -217,13 +218,13 @@ def test_a_connection_the_server_ended_while_idle_is_not_used(
     async def run() -> None:
         try:
             assert await asyncio.gather(*(reader.first_row(DIVIDE, {"d": 1}) for _ in range(2))) == [(1,)] * 2
-            ended = [s.conn for s in reader._ready().idle]
+            ended = list(reader._ready().pipes)
             assert len(ended) == 2
             _terminate(engine, _backend_pids(engine))
             await asyncio.sleep(0.2)  # the server's goodbye arrives
             assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
-            assert [s.conn for s in reader._ready().idle if s.conn in ended] == []
-            assert all(conn.closed for conn in ended)
+            assert [pipe for pipe in reader._ready().pipes if pipe in ended] == []
+            assert all(pipe.conn.closed for pipe in ended)
         finally:
             await reader.close()
 
@@ -243,7 +244,7 @@ def test_a_connection_lost_during_a_read_is_a_503_and_dropped(
             _terminate(engine, pids)
             with pytest.raises(OperationalError):  # the app answers 503
                 await sleeping
-            assert reader._ready().idle == []
+            assert reader._ready().pipes == []
             assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
         finally:
             await reader.close()
@@ -260,11 +261,11 @@ def test_a_connection_whose_prepared_statements_are_gone_is_dropped(
     async def run() -> None:
         try:
             assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
-            await reader._ready().idle[0].conn.execute("DEALLOCATE ALL")
+            await reader.all_rows(DEALLOCATE_ALL, {})  # on the same connection
             with pytest.raises(DBAPIError) as gone:
                 await reader.first_row(DIVIDE, {"d": 1})
             assert gone.value.orig.sqlstate == "26000"  # type: ignore[union-attr]
-            assert reader._ready().idle == []
+            assert reader._ready().pipes == []
             assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
         finally:
             await reader.close()
@@ -289,7 +290,7 @@ def test_reads_in_flight_share_the_pool_and_each_gets_its_own_answer(
     async def run() -> list[object]:
         try:
             answers = await asyncio.gather(*(one(n) for n in range(60)))
-            assert 1 <= len(reader._ready().idle) <= 2
+            assert 1 <= len(reader._ready().pipes) <= 2
             return answers
         finally:
             await reader.close()
@@ -313,3 +314,62 @@ def test_an_unreachable_database_is_a_503_at_once(database_url: str, run_on: Run
         await reader.close()
 
     run_on(run())
+
+
+def test_every_read_in_flight_on_a_lost_connection_fails_and_the_next_gets_a_new_one(
+    engine: Engine, run_on: RunOn
+) -> None:
+    """Reads pipelined behind one another on one connection: when it is lost, each fails (503) at
+    once instead of waiting for an answer that will never come."""
+    reader = AsyncReader(engine, 1)
+
+    async def run() -> None:
+        try:
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)  # prepared: the reads go at once
+            reads = [asyncio.ensure_future(reader.first_row(SLEEP, {"s": 5}))]
+            await asyncio.sleep(0.05)
+            reads += [asyncio.ensure_future(reader.first_row(DIVIDE, {"d": 1})) for _ in range(5)]
+            pids: set[int] = set()
+            while not pids:
+                await asyncio.sleep(0.05)
+                pids = _backend_pids(engine)
+            (pipe,) = reader._ready().pipes
+            assert len(pipe.pending) == 6
+            started = time.monotonic()
+            _terminate(engine, pids)
+            outcomes = await asyncio.gather(*reads, return_exceptions=True)
+            assert time.monotonic() - started < 3  # not the sleep's 5 s
+            assert all(isinstance(o, OperationalError) for o in outcomes), outcomes
+            assert reader._ready().pipes == []
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_a_refused_prepare_is_its_reads_error_and_the_connection_stays(engine: Engine, run_on: RunOn) -> None:
+    """A statement PostgreSQL cannot prepare (here a missing table): each read of it gets that
+    error, not a later one ("prepared statement does not exist"), and the connection stays in step
+    for the reads of other statements sent among them."""
+    reader = AsyncReader(engine, 1)
+    missing = select(literal_column("v")).select_from(text("no_such_table"))
+
+    async def one(n: int) -> object:
+        if n % 2:
+            return await reader.first_row(DIVIDE, {"d": 1})
+        with pytest.raises(DBAPIError) as refused:
+            await reader.first_row(missing, {})
+        return type(refused.value.orig)
+
+    async def run() -> list[object]:
+        try:
+            answers = await asyncio.gather(*(one(n) for n in range(8)))
+            (pipe,) = reader._ready().pipes
+            assert not pipe.pending and pipe.usable
+            return answers
+        finally:
+            await reader.close()
+
+    answers = run_on(run())
+    assert answers == [psycopg.errors.UndefinedTable, (1,)] * 4

@@ -6,24 +6,27 @@ dozens of requests in flight those threads fought over the GIL: measured in proc
 POST cost 975 µs of CPU with the lookup and 293 µs without it. Here the reads are awaited on the
 event loop itself, with no thread at all.
 
-The connections are psycopg's async connections, in a small LIFO pool of this module's own, because
-a lost database must answer 503 at once, as the blocking engine does: ``psycopg_pool`` waits for its
-background reconnection instead (a request stalled for its whole timeout during an outage). A
-connection idle for more than ``PING_AFTER_IDLE_S`` is checked before use (``engine._ping_when_idle``
-does the same for the blocking engine), so a restarted database costs no request a 503; a broken
-one is dropped. At most ``max_size`` connections per event loop; a pool belongs to the loop that
-made it (a server process has one, each test client its own).
+The connections are psycopg's async connections in libpq's pipeline mode (``db/pg_pipe.py``): the
+reads of an event loop share a few of them (``PIPES``), each read sent without waiting for those
+before it, so the server runs them back to back and the loop reads their answers together. At 10M
+calls, a small account's list over HTTP went from 2,822-3,113 to 3,542-3,862 a second, with 15% less
+of the server's CPU and of PostgreSQL's a list (``docs/benchmarks.md``). A read goes to an idle
+connection, or opens one, or else joins the one with the fewest reads in flight. The pool is this
+module's own, because a lost database must answer 503 at once, as the blocking engine does:
+``psycopg_pool`` waits for its background reconnection instead. Each connection's socket is watched
+for as long as it lives, so one the server ends (a restart, a terminated backend) is dropped as soon
+as it says so, before any request uses it. A pool belongs to the loop that made it (a server process
+has one, each test client its own).
 
 A read runs on the connection's libpq handle (``pgconn``), not through psycopg's cursor: each
 statement is prepared on a connection the first time it runs there, then executed by name, and its
 rows are loaded by psycopg's own (C) loaders. psycopg's cursor, with its query conversion and its
-generator-driven waits, had cost about 130 µs of CPU a statement, 75 here. Parameters go as text
-and PostgreSQL types them from the statement (SQLAlchemy casts every one). A read cut short (a
-cancelled request) closes its connection, since its answer may still be on the way; so does a read
-whose prepared statement went stale. libpq is never asked for a result while it is busy: it would
-wait for the server with the event loop (and the GIL) held. The statements
-are the same SQLAlchemy constructs the rest of the code runs, compiled once; driver errors are
-raised as SQLAlchemy's, which the app answers 503.
+generator-driven waits, had cost about 130 µs of CPU a statement, 75 on the handle. Parameters go as
+text and PostgreSQL types them from the statement (SQLAlchemy casts every one). A read cut short (a
+cancelled request) leaves its connection in step: its answer is read in its turn and dropped. A
+connection whose prepared statements went stale is retired. The statements are the same SQLAlchemy
+constructs the rest of the code runs, compiled once; driver errors are raised as SQLAlchemy's, which
+the app answers 503.
 """
 
 from __future__ import annotations
@@ -31,21 +34,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import psycopg
-from psycopg import abc, pq
-from psycopg.adapt import Transformer
+from psycopg import pq
 from sqlalchemy import URL, Dialect, Engine, Select, make_url
 from sqlalchemy.exc import DBAPIError
 
 from pbx_cdr.db.driver import driver_statement
-from pbx_cdr.db.engine import PG_SESSION_SETTINGS, PING_AFTER_IDLE_S
+from pbx_cdr.db.engine import PG_SESSION_SETTINGS
+from pbx_cdr.db.pg_pipe import Pipe
 
 Conn = psycopg.AsyncConnection[Any]
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
@@ -55,8 +56,10 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 # under generic plans (``tests/api/test_list_plans.py``).
 _SESSION = f"SET plan_cache_mode = force_generic_plan; {PG_SESSION_SETTINGS}"
 # "cached plan must not change result type" (a migration changed a column), "prepared statement does
-# not exist" (the server side lost it): the connection is dropped, and the next one prepares afresh.
+# not exist" (the server side lost it): the connection is retired, and the next one prepares afresh.
 _STALE_STATEMENTS = frozenset({"0A000", "26000"})
+PIPES = 3  # connections per event loop (fewer if the pool size is smaller)
+DEPTH = 8  # reads in flight per connection, on average, before more wait
 
 
 @dataclass(frozen=True)
@@ -105,147 +108,83 @@ def _text(value: Any) -> bytes | None:
     raise TypeError(f"no text form for a parameter of type {type(value).__name__}")
 
 
-@dataclass
-class _Session:
-    """A connection, the statements prepared on it, its row loader, and when it was last returned."""
-
-    conn: Conn
-    prepared: set[bytes] = field(default_factory=set)  # the names of the statements prepared on it
-    since: float = 0.0
-    loader: abc.Transformer = field(init=False)  # kept, as a psycopg cursor keeps its own
-
-    def __post_init__(self) -> None:
-        self.loader = Transformer(self.conn)
-
-    @property
-    def usable(self) -> bool:
-        return not (self.conn.closed or self.conn.broken)
-
-    async def _result(self) -> pq.abc.PGresult:
-        """Wait for the statement sent and return its result (the last one libpq gives)."""
-        pgconn = self.conn.pgconn
-        loop = asyncio.get_running_loop()
-        while pgconn.flush():  # a few hundred bytes: nearly always sent at once
-            await _until_ready(loop, pgconn.socket, write=True)
-        last = None
-        while True:
-            # Never ask libpq for a result while it is busy: it would wait for the server with the
-            # event loop (and the GIL) held. Having handed over a result, it is busy again until
-            # the server's ready-for-query arrives, which may come in a later packet (an error's
-            # does).
-            pgconn.consume_input()
-            if pgconn.is_busy():
-                await _until_ready(loop, pgconn.socket, write=False)
-                continue
-            result = pgconn.get_result()
-            if result is None:
-                break
-            last = result
-        if pgconn.status == pq.ConnStatus.BAD:  # libpq reports a lost connection as a result
-            message = (last.error_message if last else pgconn.error_message).decode(errors="replace")
-            raise psycopg.OperationalError(message.strip() or "the connection is lost")
-        if last is None:
-            raise psycopg.OperationalError("the server sent no result")
-        if last.status == pq.ExecStatus.FATAL_ERROR:
-            raise psycopg.errors.error_from_result(last, encoding=self.conn.info.encoding)
-        return last
-
-    async def rows(self, prepared: _Prepared, values: Sequence[bytes | None]) -> list[tuple[Any, ...]]:
-        pgconn = self.conn.pgconn
-        if prepared.name not in self.prepared:
-            pgconn.send_prepare(prepared.name, prepared.sql.encode())
-            await self._result()
-            self.prepared.add(prepared.name)
-        pgconn.send_query_prepared(prepared.name, values)
-        result = await self._result()
-        self.loader.set_pgresult(result)
-        return self.loader.load_rows(0, result.ntuples, tuple)
-
-
-async def _until_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
-    waiter = loop.create_future()
-
-    def wake() -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    watch, unwatch = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-    watch(fd, wake)
-    try:
-        await waiter
-    finally:
-        unwatch(fd)
-
-
-def _nothing_ended_it(conn: Conn) -> bool:
-    """Whether a pooled connection is still open, as far as what the server sent while it sat idle
-    says: a terminated backend or a restarted server sends an error and closes it, and the read
-    sent on it would have failed (a 503). Two non-blocking reads (nearly always of nothing), about a
-    microsecond each: libpq stops at the error's bytes, and sees the end of the stream on the next."""
-    pgconn = conn.pgconn
-    try:
-        pgconn.consume_input()
-        pgconn.consume_input()
-    except psycopg.OperationalError:  # the end of the stream: libpq marks the connection bad
-        return False
-    return pgconn.status == pq.ConnStatus.OK
-
-
 class _Pool:
-    def __init__(self, conninfo: str, max_size: int) -> None:
+    """The pipelined connections of one event loop: at most ``max_pipes``, each read on the one with
+    the fewest reads in flight, a new one opened only when none is idle."""
+
+    def __init__(self, conninfo: str, max_pipes: int) -> None:
         self.conninfo = conninfo
-        self.slots = asyncio.Semaphore(max_size)
-        self.idle: list[_Session] = []
+        self.max_pipes = max_pipes
+        self.slots = asyncio.Semaphore(max_pipes * DEPTH)  # reads in flight, all connections
+        self.pipes: list[Pipe] = []
+        self.opening = 0
+        self.closed = False
+        self._changed = asyncio.Condition()
 
-    async def _take(self) -> _Session:
-        while self.idle:
-            session = self.idle.pop()  # the most recently used: warm, and the rest may idle out
-            if not (session.usable and _nothing_ended_it(session.conn)):
-                await session.conn.close()
-                continue
-            if time.monotonic() - session.since > PING_AFTER_IDLE_S:
-                try:
-                    await session.conn.execute("SELECT 1")
-                except psycopg.Error:
-                    await session.conn.close()
-                    continue
-                except BaseException:  # cut short: its answer may still be on the way
-                    await session.conn.close()
-                    raise
-            return session
-        # UTF-8 whatever the database's default: parameters are sent encoded so.
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, client_encoding="utf8")
+    def _gone(self, pipe: Pipe) -> None:
+        if pipe in self.pipes:
+            self.pipes.remove(pipe)
+
+    async def _pipe(self) -> Pipe:
+        while True:
+            usable = [p for p in self.pipes if p.usable and p.pgconn.status == pq.ConnStatus.OK]
+            best = min(usable, key=lambda p: len(p.pending), default=None)
+            room = len(usable) + self.opening < self.max_pipes
+            if best is not None and (not best.pending or not room):
+                return best
+            if room:
+                return await self._open()
+            async with self._changed:  # every connection there may be is still being opened
+                await self._changed.wait()
+
+    async def _open(self) -> Pipe:
+        self.opening += 1
         try:
-            await conn.execute(_SESSION)
-        except BaseException:
-            await conn.close()
-            raise
-        return _Session(conn)
-
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[_Session]:
-        async with self.slots:
-            session = await self._take()
-            keep = False
+            # UTF-8 whatever the database's default: parameters are sent encoded so.
+            conn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, client_encoding="utf8"
+            )
             try:
-                yield session
-                keep = True
-            except psycopg.Error as exc:
-                # A statement the server refused (an error result) leaves the connection in step,
-                # unless the refusal says its prepared statements are stale or gone.
-                keep = exc.pgresult is not None and exc.sqlstate not in _STALE_STATEMENTS
+                await conn.execute(_SESSION)
+                if self.closed:
+                    raise psycopg.OperationalError("the reader is closed")
+            except BaseException:
+                await conn.close()
                 raise
-            finally:
-                if keep and session.usable:
-                    session.since = time.monotonic()
-                    self.idle.append(session)
-                else:  # lost, or cut short while its answer may still be on the way
-                    await session.conn.close()
+            pipe = Pipe(conn, self._gone)
+            self.pipes.append(pipe)
+            return pipe
+        finally:
+            self.opening -= 1
+            async with self._changed:
+                self._changed.notify_all()
 
-    async def close(self) -> None:
-        idle, self.idle = self.idle, []
-        for session in idle:
-            await session.conn.close()
+    async def read(self, prepared: _Prepared, values: Sequence[bytes | None]) -> tuple[Pipe, pq.abc.PGresult]:
+        """The statement's result, and the connection it came on (whose loader reads its rows)."""
+        async with self.slots:
+            pipe = await self._pipe()
+            while True:
+                if prepared.name in pipe.prepared:
+                    read = pipe.send(prepared.name, None, values)
+                    break
+                waiting = pipe.preparing.get(prepared.name)
+                if waiting is None:  # prepared with this read, in the same unit
+                    read = pipe.send(prepared.name, prepared.sql.encode(), values)
+                    break
+                await waiting.wait()  # another read is preparing it: after its answer, prepared or not
+                if not pipe.usable:  # lost or retired meanwhile: this read was never sent
+                    pipe = await self._pipe()
+            try:
+                return pipe, await read.future
+            except psycopg.Error as exc:
+                if exc.sqlstate in _STALE_STATEMENTS:
+                    pipe.retire()
+                raise
+
+    def close(self) -> None:
+        self.closed = True
+        for pipe in list(self.pipes):
+            pipe.close()
 
 
 def libpq_conninfo(url: str | URL) -> str:
@@ -266,7 +205,7 @@ class AsyncReader:
     def _ready(self) -> _Pool:
         loop = asyncio.get_running_loop()
         if self._pool is None or self._loop is not loop:
-            self._pool, self._loop = _Pool(self.conninfo, self.max_size), loop
+            self._pool, self._loop = _Pool(self.conninfo, min(self.max_size, PIPES)), loop
         return self._pool
 
     async def first_row(self, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -279,12 +218,13 @@ class AsyncReader:
         prepared = _prepared(statement, self.engine.dialect)
         try:
             values = prepared.values(params)
-            async with self._ready().session() as session:
-                return await session.rows(prepared, values)
+            pipe, result = await self._ready().read(prepared, values)
+            pipe.loader.set_pgresult(result)  # no await from here on: the loader is the pipe's
+            return pipe.loader.load_rows(0, result.ntuples, tuple)
         except psycopg.Error as exc:
             raise DBAPIError.instance(prepared.sql, params, exc, psycopg.Error) from exc
 
     async def close(self) -> None:
         pool, self._pool, self._loop = self._pool, None, None
         if pool is not None:
-            await pool.close()
+            pool.close()
