@@ -212,7 +212,7 @@ def _terminate(engine: Engine, pids: set[int]) -> None:
 def test_a_connection_the_server_ended_while_idle_is_not_used(
     reader: AsyncReader, engine: Engine, run_on: RunOn
 ) -> None:
-    """Restarted or terminated backends, within the 2 s after which a connection is pinged anyway:
+    """Restarted or terminated backends while their connections sit idle (their sockets are watched):
     the next read takes a new connection, and no request answers 503 for them."""
 
     async def run() -> None:
@@ -373,3 +373,39 @@ def test_a_refused_prepare_is_its_reads_error_and_the_connection_stays(engine: E
 
     answers = run_on(run())
     assert answers == [psycopg.errors.UndefinedTable, (1,)] * 4
+
+
+BIG = select(func.repeat("x", 200)).select_from(func.generate_series(1, bindparam("k", type_=Integer)))
+
+
+def test_a_reset_behind_a_large_answer_fails_the_reads_in_flight(engine: Engine, run_on: RunOn) -> None:
+    """The connection reset while megabytes of an answer are unread, the event loop busy elsewhere:
+    uvloop calls the reader once for the socket's error and stops watching it, so the reads in flight
+    must fail in that one call, not wait forever."""
+    reader = AsyncReader(engine, 1)
+    echo = select(bindparam("s", type_=String), bindparam("n", type_=BigInteger))
+
+    async def run() -> None:
+        try:
+            for statement, params in ((BIG, {"k": 1}), (SLEEP, {"s": 0}), (echo, {"s": "a", "n": 1})):
+                await reader.all_rows(statement, params)  # prepared: the reads below go out at once
+            pids = _backend_pids(engine)
+            reads = [
+                asyncio.ensure_future(reader.all_rows(BIG, {"k": 20_000})),  # about 4 MB of rows
+                asyncio.ensure_future(reader.all_rows(SLEEP, {"s": 30})),
+                asyncio.ensure_future(reader.all_rows(echo, {"s": "y" * 300_000, "n": 2})),
+            ]
+            await asyncio.sleep(0)  # sent
+            time.sleep(0.05)  # the event loop busy elsewhere while the backend is ended
+            _terminate(engine, pids)
+            time.sleep(0.02)
+            done, pending = await asyncio.wait(reads, timeout=5)
+            for task in pending:
+                task.cancel()
+            assert not pending
+            assert all(isinstance(task.exception(), OperationalError) for task in done)
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+        finally:
+            await reader.close()
+
+    run_on(run())

@@ -148,10 +148,10 @@ class _Pool:
                 await conn.execute(_SESSION)
                 if self.closed:
                     raise psycopg.OperationalError("the reader is closed")
+                pipe = Pipe(conn, self._gone)
             except BaseException:
                 await conn.close()
                 raise
-            pipe = Pipe(conn, self._gone)
             self.pipes.append(pipe)
             return pipe
         finally:

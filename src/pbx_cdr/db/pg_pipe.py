@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class Pipe:
         self._writing = False
         self._closed = False
         self.pgconn.enter_pipeline_mode()
+        self._poll = select.poll()  # whether the socket has more to read, without waiting
+        self._poll.register(self._fd, select.POLLIN)
         self._loop.add_reader(self._fd, self._readable)
 
     @property
@@ -102,7 +105,13 @@ class Pipe:
 
     def _readable(self) -> None:
         try:
-            self._consume()
+            # Until the socket has nothing more: libpq reads at most its buffer's worth (16 KB) a
+            # call, and uvloop, on a socket error (a reset behind a large answer), calls this once
+            # and stops watching: the error must be reached now, or the reads in flight wait forever.
+            while True:
+                self._consume()
+                if self._closed or not self._poll.poll(0):
+                    break
         except psycopg.Error as exc:
             self.lose(exc)
         except Exception as exc:  # never leave the loop's callback with reads waiting forever
@@ -191,7 +200,7 @@ class Pipe:
             self.lost = psycopg.OperationalError("the connection is closed")
         for read in self.pending:
             if not read.future.done():
-                read.future.set_exception(self.lost)
+                read.future.set_exception(psycopg.OperationalError(str(self.lost)))
         self.pending.clear()
         for waiting in self.preparing.values():
             waiting.set()
