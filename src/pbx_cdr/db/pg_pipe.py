@@ -107,7 +107,8 @@ class Pipe:
         try:
             # Until the socket has nothing more: libpq reads at most its buffer's worth (16 KB) a
             # call, and uvloop, on a socket error (a reset behind a large answer), calls this once
-            # and stops watching: the error must be reached now, or the reads in flight wait forever.
+            # and stops watching: the error, or the end of the stream that follows a server's
+            # goodbye, must be reached now, or the reads in flight wait forever.
             while True:
                 self._consume()
                 if self._closed or not self._poll.poll(0):
@@ -119,11 +120,7 @@ class Pipe:
 
     def _consume(self) -> None:
         pgconn = self.pgconn
-        # Twice: libpq stops reading at what has arrived, and a server that ends the connection
-        # sends an error, then the end of the stream, which the second read sees (uvloop may not
-        # wake us again for it). Either raises at the end of the stream.
-        pgconn.consume_input()
-        pgconn.consume_input()
+        pgconn.consume_input()  # raises at the end of the stream
         while not pgconn.is_busy():
             if pgconn.status == pq.ConnStatus.BAD:
                 break
@@ -179,28 +176,22 @@ class Pipe:
 
     def lose(self, exc: psycopg.Error) -> None:
         """Fail every read in flight (the one being answered with its own error, if it has one)."""
-        if self.lost is not None:
-            return
-        self.lost = exc
-        for n, read in enumerate(self.pending):
-            if not read.future.done():
-                own = n == 0 and exc.pgresult is not None
-                read.future.set_exception(
-                    exc if own else psycopg.OperationalError(f"the connection is lost: {exc}")
-                )
-        self.pending.clear()
-        self.close()
+        if self.lost is None:
+            self.lost = exc
+            self.close()
 
     def close(self) -> None:
         """Fail what is in flight, stop watching the socket and close it (once)."""
         if self._closed:
             return
         self._closed = True
-        if self.lost is None:
-            self.lost = psycopg.OperationalError("the connection is closed")
-        for read in self.pending:
+        lost = self.lost = self.lost or psycopg.OperationalError("the reader closed it")
+        for n, read in enumerate(self.pending):
             if not read.future.done():
-                read.future.set_exception(psycopg.OperationalError(str(self.lost)))
+                own = n == 0 and lost.pgresult is not None
+                read.future.set_exception(
+                    lost if own else psycopg.OperationalError(f"the connection is lost: {lost}")
+                )
         self.pending.clear()
         for waiting in self.preparing.values():
             waiting.set()
