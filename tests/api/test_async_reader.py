@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Engine,
+    Float,
     Integer,
     String,
     bindparam,
@@ -29,7 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pbx_cdr.db.async_pg import AsyncReader
+from pbx_cdr.db import async_pg
+from pbx_cdr.db.async_pg import DEPTH, READ_TIMEOUT_S, AsyncReader
 
 RunOn = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -46,6 +48,7 @@ ECHO = select(
     bindparam("none", type_=Integer),
 )
 SLEEP = select(func.pg_sleep(bindparam("s", type_=Integer)))
+NAP = select(func.pg_sleep(cast(bindparam("s", type_=String), Float)))  # fractions of a second
 DIVIDE = select(literal_column("1") / bindparam("d", type_=Integer))
 PREPARED = select(text("name, statement, generic_plans, custom_plans FROM pg_prepared_statements"))
 DEALLOCATE_ALL = text("DEALLOCATE ALL")
@@ -225,6 +228,9 @@ def test_a_connection_the_server_ended_while_idle_is_not_used(
             assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
             assert [pipe for pipe in reader._ready().pipes if pipe in ended] == []
             assert all(pipe.conn.closed for pipe in ended)
+            # Its goodbye (a FATAL libpq gives the notice handler) is what ended it, not the end of
+            # the stream that may come later.
+            assert all("terminating connection" in str(pipe.lost) for pipe in ended)
         finally:
             await reader.close()
 
@@ -405,6 +411,162 @@ def test_a_reset_behind_a_large_answer_fails_the_reads_in_flight(engine: Engine,
             assert not pending
             assert all(isinstance(task.exception(), OperationalError) for task in done)
             assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_a_read_goes_to_the_connection_least_behind_not_behind_a_slow_one(
+    reader: AsyncReader, run_on: RunOn
+) -> None:
+    """Two connections, a slow read at the head of one: quick reads go to the other, also after the
+    slow one's request is cancelled (the server still runs it, and holds that connection)."""
+
+    async def run() -> None:
+        try:
+            assert await asyncio.gather(*(reader.first_row(DIVIDE, {"d": 1}) for _ in range(2))) == [(1,)] * 2
+            await reader.first_row(NAP, {"s": "0"})  # prepared on one of them
+            slow = asyncio.ensure_future(reader.first_row(NAP, {"s": "3"}))
+            await asyncio.sleep(0.3)  # past SLOW_S
+            busy = next(pipe for pipe in reader._ready().pipes if pipe.pending)
+            started = time.monotonic()
+            quick = [asyncio.ensure_future(reader.first_row(DIVIDE, {"d": 1})) for _ in range(6)]
+            assert await asyncio.gather(*quick) == [(1,)] * 6
+            slow.cancel()
+            await asyncio.sleep(0)
+            assert len(busy.pending) == 1  # cancelled, still running there
+            assert await asyncio.gather(*(reader.first_row(DIVIDE, {"d": 1}) for _ in range(6))) == [(1,)] * 6
+            assert time.monotonic() - started < 1.5  # none waited for the slow read
+            assert len(busy.pending) == 1
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_a_cancelled_read_holds_its_place_until_the_server_has_answered_it(
+    engine: Engine, run_on: RunOn
+) -> None:
+    """Requests cancelled while their reads run: the reads still occupy their connection, so the
+    next reads wait for a place instead of piling up behind them."""
+    reader = AsyncReader(engine, 1)
+
+    async def run() -> None:
+        try:
+            await reader.first_row(NAP, {"s": "0"})
+            naps = [asyncio.ensure_future(reader.first_row(NAP, {"s": "0.3"})) for _ in range(3 * DEPTH)]
+            await asyncio.sleep(0.05)
+            (pipe,) = reader._ready().pipes
+            assert len(pipe.pending) == DEPTH  # one connection's share; the rest wait for a place
+            for nap in naps:
+                nap.cancel()
+            after = [asyncio.ensure_future(reader.first_row(DIVIDE, {"d": 1})) for _ in range(4)]
+            await asyncio.sleep(0.01)
+            assert len(pipe.pending) == DEPTH  # the cancelled ones, still being answered
+            assert await asyncio.gather(*after) == [(1,)] * 4
+            assert not pipe.pending and pipe.usable
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_reads_waiting_for_a_connection_share_its_failure(database_url: str, run_on: RunOn) -> None:
+    """A database that takes connections and never answers: the reads waiting for the one being
+    opened fail with it, after one connect timeout, not one after another; and reads still waiting
+    when the reader closes fail (503), rather than end as if their requests had been cancelled."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshake; nobody ever reads or answers
+        port = silent.getsockname()[1]
+        url = f"postgresql+psycopg://u@127.0.0.1:{port}/db?connect_timeout=2"
+        reader = AsyncReader(create_engine(url), 1)
+
+        async def run() -> None:
+            started = time.monotonic()
+            outcomes = await asyncio.gather(
+                *(reader.first_row(DIVIDE, {"d": 1}) for _ in range(5)), return_exceptions=True
+            )
+            assert all(isinstance(o, OperationalError) for o in outcomes), outcomes
+            assert time.monotonic() - started < 3.5  # one timeout of 2 s, not five
+            waiting = [asyncio.ensure_future(reader.first_row(DIVIDE, {"d": 1})) for _ in range(3)]
+            await asyncio.sleep(0.2)
+            await reader.close()
+            outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+            assert all(isinstance(o, OperationalError) for o in outcomes), outcomes
+
+        run_on(run())
+
+
+def test_a_read_the_server_runs_too_long_is_ended(engine: Engine, run_on: RunOn) -> None:
+    """A 503 after ``READ_TIMEOUT_S`` (here shortened on the session), and the connection stays."""
+    reader = AsyncReader(engine, 1)
+    timeout = text("SET statement_timeout = '200ms'")
+
+    async def run() -> None:
+        try:
+            setting = await reader.first_row(select(func.current_setting("statement_timeout")), {})
+            assert setting == (f"{READ_TIMEOUT_S}s",)
+            await reader.all_rows(timeout, {})
+            with pytest.raises(OperationalError) as ended:
+                await reader.first_row(SLEEP, {"s": 5})
+            assert isinstance(ended.value.orig, psycopg.errors.QueryCanceled)
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+            assert len(reader._ready().pipes) == 1
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_a_connection_that_stops_answering_is_given_up(
+    engine: Engine, run_on: RunOn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read left unanswered for ``ANSWER_WITHIN_S`` (here half a second; a silent peer, a stalled
+    pooler): the connection is given up and the reads on it fail (503), without waiting for TCP."""
+    monkeypatch.setattr(async_pg, "ANSWER_WITHIN_S", 0.5)
+    reader = AsyncReader(engine, 1)
+
+    async def run() -> None:
+        try:
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)
+            await reader.first_row(SLEEP, {"s": 0})
+            (pipe,) = reader._ready().pipes
+            started = time.monotonic()
+            reads = [asyncio.ensure_future(reader.first_row(SLEEP, {"s": 5}))]
+            reads += [asyncio.ensure_future(reader.first_row(DIVIDE, {"d": 1})) for _ in range(3)]
+            outcomes = await asyncio.gather(*reads, return_exceptions=True)
+            assert time.monotonic() - started < 2
+            assert all(isinstance(o, OperationalError) for o in outcomes), outcomes
+            assert "has not answered" in str(pipe.lost)
+            assert await reader.first_row(DIVIDE, {"d": 1}) == (1,)  # on a new connection
+        finally:
+            await reader.close()
+
+    run_on(run())
+
+
+def test_a_connection_that_cannot_be_opened_leaves_reads_to_those_open(
+    reader: AsyncReader, run_on: RunOn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room for a second connection, but the server refuses it (say, too many clients): the read
+    joins the connection already open instead of failing."""
+
+    async def run() -> None:
+        try:
+            assert await reader.first_row(NAP, {"s": "0"}) is not None
+            (pipe,) = reader._ready().pipes
+            napping = asyncio.ensure_future(reader.first_row(NAP, {"s": "0.3"}))
+            await asyncio.sleep(0.05)
+
+            async def refused() -> object:
+                raise psycopg.OperationalError("sorry, too many clients already")
+
+            monkeypatch.setattr(reader._ready(), "_open", refused)
+            assert await reader.first_row(NAP, {"s": "0"}) is not None
+            assert reader._ready().pipes == [pipe]
+            await napping
         finally:
             await reader.close()
 

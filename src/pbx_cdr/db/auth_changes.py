@@ -31,6 +31,8 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
+from pbx_cdr.db.engine import TCP_KEEPALIVES
+
 CHANNEL = "pbx_cdr_auth"
 _LISTEN = sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL))
 _NOTIFY = sql.SQL("SELECT pg_notify({}, %s)").format(sql.Literal(CHANNEL))
@@ -38,8 +40,6 @@ _PROBE = b"probe:"
 _PROBE_TIMEOUT_S = 5.0
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
-# libpq's keepalive settings: a connection that stopped answering is given up after about 20 s.
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class AuthChangeListener:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    make_conninfo(self.conninfo, **_KEEPALIVES), autocommit=True
+                    make_conninfo(self.conninfo, **TCP_KEEPALIVES), autocommit=True
                 )
             except Exception as exc:  # whatever it was, try again later
                 log.warning("not listening for token changes (retry in %.1f s): %s", pause, exc)

@@ -27,6 +27,9 @@ PING_AFTER_IDLE_S = 2.0
 # What every PostgreSQL connection sets when it connects, whatever the server's or the database's
 # defaults: the list's items are the times' text in the ISO date style (``queries/item_values.py``).
 PG_SESSION_SETTINGS = "SET DateStyle = 'ISO'"
+# libpq's keepalive settings for the connections held open on the event loop (the pipelined reads,
+# the listener): one whose peer went silent is given up after about 20 s.
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

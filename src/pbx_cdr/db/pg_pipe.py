@@ -7,6 +7,13 @@ hence one snapshot. Reads are sent without waiting for the ones before them to b
 server runs them back to back, without sleeping between them, and sends their answers together,
 which the event loop reads in one wake-up.
 
+A read holds its place (``on_settled`` is called when it leaves) until its answer has come, even if
+the request that sent it was cancelled: the server is still running it, and the reads behind it on
+this connection wait for it. ``oldest`` tells how long the read at the head has been waiting, which
+is how far behind the connection is. A connection that leaves a read unanswered for
+``answer_within`` seconds has stopped answering (the server ends its own slow statements sooner): it
+is given up, and its reads fail.
+
 The socket is watched for as long as the connection lives (one ``add_reader``, not one per wait),
 and the callback hands each read its result in the order they were sent. libpq is never asked for a
 result while it is busy: it would wait for the server with the event loop (and the GIL) held. A
@@ -40,13 +47,22 @@ class _Read:
 
     future: asyncio.Future[pq.abc.PGresult]
     prepares: bytes | None  # the statement this read prepares on the connection, if it does
+    sent: float  # the event loop's time when it was sent
     results: list[pq.abc.PGresult] = field(default_factory=list)
 
 
 class Pipe:
-    """A connection whose reads are pipelined; ``on_gone`` is called once when it is lost or done."""
+    """A connection whose reads are pipelined; ``on_gone`` is called once when it is lost or done,
+    ``on_settled`` once for each read sent, when it is answered or failed; given up when a read waits
+    ``answer_within`` seconds."""
 
-    def __init__(self, conn: Conn, on_gone: Callable[[Pipe], None]) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        on_gone: Callable[[Pipe], None],
+        on_settled: Callable[[], None],
+        answer_within: float,
+    ) -> None:
         self.conn = conn
         self.pgconn = conn.pgconn
         self.loader: abc.Transformer = Transformer(conn)
@@ -56,19 +72,36 @@ class Pipe:
         self.lost: psycopg.Error | None = None
         self.retiring = False  # takes no more reads; closed once those in flight are answered
         self._on_gone = on_gone
+        self._on_settled = on_settled
+        self._answer_within = answer_within
+        self._watch: asyncio.TimerHandle | None = None  # the check that the head read is answered
+        self._ended: str | None = None  # a FATAL the server sent while no read was in flight
         self._loop = asyncio.get_running_loop()
         self._fd = self.pgconn.socket
         self._group: list[pq.abc.PGresult] = []  # the results of the command being answered
         self._writing = False
         self._closed = False
         self.pgconn.enter_pipeline_mode()
+        # With no read in flight, libpq hands a server's error (its FATAL goodbye: a terminated
+        # backend, a shutdown) to the notice handler; the end of the stream may come only later.
+        conn.add_notice_handler(self._notice)
         self._poll = select.poll()  # whether the socket has more to read, without waiting
         self._poll.register(self._fd, select.POLLIN)
         self._loop.add_reader(self._fd, self._readable)
 
     @property
     def usable(self) -> bool:
-        return self.lost is None and not self.retiring
+        return self.lost is None and not self.retiring and self._ended is None
+
+    @property
+    def oldest(self) -> float | None:
+        """When the read at the head of the line was sent (None when none is in flight)."""
+        return self.pending[0].sent if self.pending else None
+
+    def _notice(self, diagnostic: psycopg.errors.Diagnostic) -> None:
+        # Called inside libpq: only noted here, acted on once libpq has returned.
+        if diagnostic.severity_nonlocalized in {"FATAL", "PANIC"}:
+            self._ended = diagnostic.message_primary or "the server ended the connection"
 
     def send(self, name: bytes, sql: bytes | None, values: Sequence[bytes | None]) -> _Read:
         """Send a read (with the statement's ``Parse`` when ``sql`` is given); await its future."""
@@ -83,12 +116,24 @@ class Pipe:
         except psycopg.Error as exc:  # part of the read may be in libpq's buffer: out of step
             self.lose(exc)
             raise
-        read = _Read(self._loop.create_future(), name if sql is not None else None)
+        read = _Read(self._loop.create_future(), name if sql is not None else None, self._loop.time())
         if sql is not None:
             self.preparing[name] = asyncio.Event()
         self.pending.append(read)
+        if self._watch is None:
+            self._watch = self._loop.call_later(self._answer_within, self._check_answered)
         self._flush()
         return read
+
+    def _check_answered(self) -> None:
+        self._watch = None
+        if self._closed or not self.pending:
+            return
+        waited = self._loop.time() - self.pending[0].sent
+        if waited < self._answer_within:  # a later read: checked when it is due
+            self._watch = self._loop.call_later(self._answer_within - waited, self._check_answered)
+        else:
+            self.lose(psycopg.OperationalError(f"the server has not answered a read in {waited:.0f} s"))
 
     def _flush(self) -> None:
         try:
@@ -136,6 +181,8 @@ class Pipe:
                 if result.error_field(pq.DiagnosticField.SEVERITY_NONLOCALIZED) in _FATAL:
                     self._command_answered()
                     raise self._error(self.pending[0].results[-1])
+        if self._ended is not None:
+            raise psycopg.OperationalError(self._ended)
         if pgconn.status == pq.ConnStatus.BAD:
             message = pgconn.error_message.decode(errors="replace").strip()
             raise psycopg.OperationalError(message or "the connection is lost")
@@ -150,6 +197,7 @@ class Pipe:
         if not self.pending:
             raise psycopg.OperationalError("the server answered a read nobody sent")
         read = self.pending.popleft()
+        self._on_settled()
         error = next((r for r in read.results if r.status == pq.ExecStatus.FATAL_ERROR), None)
         if read.prepares is not None:
             if error is None or error is not read.results[0]:  # the prepare itself went through
@@ -192,10 +240,13 @@ class Pipe:
                 read.future.set_exception(
                     lost if own else psycopg.OperationalError(f"the connection is lost: {lost}")
                 )
+            self._on_settled()
         self.pending.clear()
         for waiting in self.preparing.values():
             waiting.set()
         self.preparing.clear()
+        if self._watch is not None:
+            self._watch.cancel()
         # Before the socket closes: its number is free for the next one opened once it is.
         with contextlib.suppress(OSError, ValueError):
             self._loop.remove_reader(self._fd)
