@@ -14,6 +14,9 @@ with engine.connect() as connection:
     if connection.dialect.name == "postgresql":
         # Several processes may start at once (serve --workers N): one migrates, the others wait.
         connection.execute(text("SELECT pg_advisory_lock(7261001)"))
+        # Held by the session, not this transaction: ended here, so the migrations' transaction is
+        # Alembic's own, and a migration can step out of it (``autocommit_block``, migration 0010).
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=metadata,
