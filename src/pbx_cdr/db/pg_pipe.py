@@ -75,7 +75,9 @@ class Pipe:
         self._on_settled = on_settled
         self._answer_within = answer_within
         self._watch: asyncio.TimerHandle | None = None  # the check that the head read is answered
-        self._ended: str | None = None  # a FATAL the server sent while no read was in flight
+        # A FATAL the server sent while no read was in flight: noted inside libpq, and raised (so the
+        # connection lost) at the end of the same pass over its input.
+        self._ended: str | None = None
         self._loop = asyncio.get_running_loop()
         self._fd = self.pgconn.socket
         self._group: list[pq.abc.PGresult] = []  # the results of the command being answered
@@ -91,7 +93,7 @@ class Pipe:
 
     @property
     def usable(self) -> bool:
-        return self.lost is None and not self.retiring and self._ended is None
+        return self.lost is None and not self.retiring
 
     @property
     def oldest(self) -> float | None:
