@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from pbx_cdr.db.tables import calls
+from pbx_cdr.db.tables import NUMBER_COUNTED, calls
 from pbx_cdr.demo.generator import HOTLINES, HOUR_WEIGHTS, LANDLINE_PREFIXES, MOBILE_PREFIXES, QUEUES, TRUNKS
 from pbx_cdr.domain.listing import local_day_start
 from pbx_cdr.domain.phone import search_key
@@ -312,7 +312,7 @@ class Generator:
             "origin": np.full(n, self.origin, dtype=np.int32),
             "created_ts": created,
             "updated_ts": created,
-            "_hour_keys": _hour_keys(self.account_ids[acc], start, direction),
+            "_hour_keys": _count_keys(self.account_ids[acc], start, direction, destination_key),
         }
 
 
@@ -396,6 +396,23 @@ def _hour_keys(account_ids: np.ndarray, start: np.ndarray, direction: np.ndarray
     return keys
 
 
+# Number keys (see :func:`_count_keys`) are hour keys shifted past this many bits: every number key is
+# at least ``1 << NUMBER_SHIFT``, every hour key below it.
+NUMBER_SHIFT = 32
+_NUMBER_COUNTED = np.array([DIRECTIONS.index(d) for d in NUMBER_COUNTED])
+
+
+def _count_keys(
+    account_ids: np.ndarray, start: np.ndarray, direction: np.ndarray, destination_key: np.ndarray
+) -> np.ndarray:
+    """The calls' hour keys (:func:`_hour_keys`), then, for the directions counted per number, their
+    number keys: the hour key and the destination key's vocabulary code, (hour key << 32) + code."""
+    hours = _hour_keys(account_ids, start, direction)
+    counted = np.isin(direction, _NUMBER_COUNTED)
+    numbers = (hours[counted] << NUMBER_SHIFT) + destination_key[counted].astype(np.int64)
+    return np.concatenate([hours, numbers])
+
+
 def day_keys(hour_keys: np.ndarray) -> np.ndarray:
     """The packed keys of :func:`_hour_keys` with each hour replaced by its UTC day."""
     rest = hour_keys // 4
@@ -418,6 +435,13 @@ def unpack_hour_counts(keys: np.ndarray, counts: np.ndarray, unit: str = "hour")
             strict=True,
         )
     ]
+
+
+def unpack_number_counts(keys: np.ndarray, counts: np.ndarray, vocab: Vocabulary) -> list[dict[str, Any]]:
+    """Packed number keys (:func:`_count_keys`) and their counts as rows of ``call_number_counts``."""
+    hours = unpack_hour_counts(keys >> NUMBER_SHIFT, counts)
+    numbers = vocab.decode((keys & ((1 << NUMBER_SHIFT) - 1)).astype(np.int32))
+    return [{**h, "number_key": k} for h, k in zip(hours, numbers, strict=True)]
 
 
 def as_list(column: np.ndarray) -> list[Any]:

@@ -95,7 +95,8 @@ def naive_list(
 
 
 def shapes_for(engine: Engine, account_id: int, start_ts: int) -> list[Shape]:
-    """The issue's shapes, with a busy extension and a real customer number of this account."""
+    """The issue's shapes, with a busy extension and a real customer number of this account, and the
+    heaviest phone filter there is: the account's hotline."""
     with db.read(engine) as conn:
         ext = conn.execute(
             select(calls.c.extension_number)
@@ -105,19 +106,23 @@ def shapes_for(engine: Engine, account_id: int, start_ts: int) -> list[Shape]:
             .order_by(func.count().desc())
             .limit(1)
         ).scalar_one()
-        number = conn.execute(
-            select(calls.c.caller_number)
+        latest = (
+            select(calls.c.caller_number, calls.c.destination_number)
             .where(calls.c.account_id == account_id, calls.c.direction == "inbound")
             .where(calls.c.start_ts >= start_ts)
             .order_by(calls.c.start_ts.desc())
             .limit(1)
-        ).scalar_one()
+        )
+        number, hotline = conn.execute(latest).one()
     shapes = [
         Shape("no filter", {}),
         Shape("direction", {"direction": "inbound"}),
         Shape("extension", {"extension": ext}),
         Shape("exact phone", {"phone": number}),
         Shape("4-digit suffix", {"phone": number[-4:]}),
+        # The account's own number, which every inbound call goes to: half its calls match.
+        Shape("hotline", {"phone": hotline}),
+        Shape("hotline's 4-digit suffix", {"phone": hotline[-4:]}),
     ]
     deep = [Shape(f"{s.name}, page {DEEP_PAGE:,}", {**s.params, "page": str(DEEP_PAGE)}) for s in shapes]
     return [*shapes, *deep]

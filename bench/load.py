@@ -44,7 +44,17 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import make_url
 
 from bench.copytext import TextCells, encode
-from bench.datagen import COLUMNS, TEXT_COLUMNS, Generator, check_keys, day_keys, unpack_hour_counts
+from bench.datagen import (
+    COLUMNS,
+    NUMBER_SHIFT,
+    TEXT_COLUMNS,
+    Generator,
+    Vocabulary,
+    check_keys,
+    day_keys,
+    unpack_hour_counts,
+    unpack_number_counts,
+)
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.async_pg import libpq_conninfo
 from pbx_cdr.db.engine import make_engine
@@ -268,10 +278,11 @@ def _next(outbox: Any, procs: list[BaseProcess]) -> Any:
 
 @dataclass
 class CountRows:
-    """The rows of ``call_hour_counts`` and of ``call_day_counts``."""
+    """The rows of ``call_hour_counts``, ``call_day_counts`` and ``call_number_counts``."""
 
     hours: list[dict[str, Any]]
     days: list[dict[str, Any]]
+    numbers: list[dict[str, Any]]
 
 
 def _sum_by_key(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -279,14 +290,21 @@ def _sum_by_key(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.nd
     return unique, np.bincount(inverse, weights=counts).astype(np.int64)
 
 
-def hour_counts(keys: list[np.ndarray], counts: list[np.ndarray]) -> CountRows:
+def hour_counts(keys: list[np.ndarray], counts: list[np.ndarray], vocab: Vocabulary) -> CountRows:
     """Sum the chunks' (account, hour, direction) counts (a call's hour can span two daily chunks),
-    then those sums by (account, UTC day, direction)."""
+    then those sums by (account, UTC day, direction); and the number counts, which share the chunks'
+    keys (:func:`bench.datagen._count_keys`)."""
     if not keys:
-        return CountRows([], [])
-    hours, per_hour = _sum_by_key(np.concatenate(keys), np.concatenate(counts))
+        return CountRows([], [], [])
+    every, per_key = _sum_by_key(np.concatenate(keys), np.concatenate(counts))
+    number = every >= 1 << NUMBER_SHIFT
+    hours, per_hour = every[~number], per_key[~number]
     days, per_day = _sum_by_key(day_keys(hours), per_hour)
-    return CountRows(unpack_hour_counts(hours, per_hour), unpack_hour_counts(days, per_day, "day"))
+    return CountRows(
+        unpack_hour_counts(hours, per_hour),
+        unpack_hour_counts(days, per_day, "day"),
+        unpack_number_counts(every[number], per_key[number], vocab),
+    )
 
 
 def load(url: str, calls: int, *, now: int | None = None, seed: int = 7) -> LoadReport:
@@ -304,7 +322,7 @@ def load(url: str, calls: int, *, now: int | None = None, seed: int = 7) -> Load
     keys, counts = loader.insert_rows(gen)
     phases["insert"] = time.perf_counter() - t
     t = time.perf_counter()
-    loader.restore_indexes(hour_counts(keys, counts))
+    loader.restore_indexes(hour_counts(keys, counts, gen.vocab))
     phases["indexes"] = time.perf_counter() - t
     t = time.perf_counter()
     loader.finish()
@@ -384,6 +402,11 @@ class _SqliteLoader:
                 f"VALUES (:account_id, :{unit}, :direction, :n)",
                 rows,
             )
+        self.conn.executemany(
+            "INSERT INTO call_number_counts (account_id, direction, number_key, hour, n) "
+            "VALUES (:account_id, :direction, :number_key, :hour, :n)",
+            counts.numbers,
+        )
         self.conn.execute("COMMIT")
 
     def finish(self) -> None:
@@ -505,3 +528,8 @@ def _copy_counts(conn: psycopg.Connection[Any], counts: CountRows) -> None:
             sql = f"COPY call_{unit}_counts (account_id, {unit}, direction, n) FROM STDIN (FREEZE)"
             with cur.copy(sql) as copy:
                 copy.write(text)
+        cur.execute("TRUNCATE call_number_counts")
+        sql = "COPY call_number_counts (account_id, direction, number_key, hour, n) FROM STDIN (FREEZE)"
+        with cur.copy(sql) as copy:
+            for r in counts.numbers:
+                copy.write_row((r["account_id"], r["direction"], r["number_key"], r["hour"], r["n"]))

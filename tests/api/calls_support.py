@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import uuid as uuidlib
+from collections import Counter
 
 from sqlalchemy import Engine, select
 
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.queries import counts
-from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
+from pbx_cdr.db.tables import call_day_counts, call_hour_counts, call_number_counts, calls
 from pbx_cdr.domain.call import Call
 
 _uuids = itertools.count(1)
@@ -41,7 +42,8 @@ def make_call(start: int, direction: str, ext: str | None, agent: str | None, ca
 
 
 def assert_counts_exact(engine: Engine, account_id: int) -> None:
-    """The kept hour and day counts equal a fresh count of the account's rows (zero rows aside)."""
+    """The kept hour, day and number counts equal a fresh count of the account's rows (zero rows
+    aside)."""
     with db.read(engine) as conn:
         hours = {
             (r.hour, r.direction): r.n
@@ -56,6 +58,26 @@ def assert_counts_exact(engine: Engine, account_id: int) -> None:
         rows = conn.execute(
             select(calls.c.start_ts, calls.c.direction).where(calls.c.account_id == account_id)
         ).all()
-    fresh = counts.hour_deltas((r.start_ts, r.direction) for r in rows)
-    assert hours == {k: n for k, n in fresh.items() if n}
+    fresh: Counter[tuple[int, str]] = Counter((r.start_ts // counts.HOUR, r.direction) for r in rows)
+    assert hours == dict(fresh)
     assert days == {k: n for k, n in counts.days_of(fresh.items()).items() if n}
+    assert_number_counts_exact(engine, account_id)
+
+
+def assert_number_counts_exact(engine: Engine, account_id: int) -> None:
+    """The kept number counts equal a fresh count of the account's inbound and local calls by
+    destination key and hour."""
+    nc = call_number_counts
+    with db.read(engine) as conn:
+        numbers = {
+            (r.hour, r.direction, r.number_key): r.n
+            for r in conn.execute(select(nc).where(nc.c.account_id == account_id))
+            if r.n
+        }
+        rows = conn.execute(
+            select(calls.c.start_ts, calls.c.direction, calls.c.destination_key).where(
+                calls.c.account_id == account_id
+            )
+        ).all()
+    fresh = counts.hour_deltas((r.start_ts, r.direction, r.destination_key) for r in rows)
+    assert numbers == {k: n for k, n in fresh.items() if n and k[2] is not None}

@@ -29,7 +29,7 @@ from pbx_cdr.db.migrate import upgrade
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.accounts import get_account
 from pbx_cdr.db.queries.call_list import list_calls
-from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
+from pbx_cdr.db.tables import NUMBER_COUNTED, call_day_counts, call_hour_counts, call_number_counts, calls
 from pbx_cdr.demo.generator import LANDLINE_PREFIXES, MOBILE_PREFIXES
 from pbx_cdr.domain.listing import AccountView, parse_list_query
 from pbx_cdr.domain.phone import search_key
@@ -48,7 +48,7 @@ def schema(engine: Engine) -> dict[str, Any]:
             sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
             sorted(tuple(f["constrained_columns"]) for f in inspector.get_foreign_keys(table)),
         )
-        for table in ("calls", "call_hour_counts", "call_day_counts")
+        for table in ("calls", "call_hour_counts", "call_day_counts", "call_number_counts")
     }
 
 
@@ -64,15 +64,26 @@ def check_load(url: str, fresh_url: str) -> None:
             assert conn.execute(select(func.count()).select_from(calls)).scalar_one() == CALLS
             hours = {(r.account_id, r.hour, r.direction): r.n for r in conn.execute(select(call_hour_counts))}
             days = {(r.account_id, r.day, r.direction): r.n for r in conn.execute(select(call_day_counts))}
-            rows = conn.execute(select(calls.c.account_id, calls.c.start_ts, calls.c.direction)).all()
+            nc = call_number_counts
+            numbers = {
+                (r.account_id, r.direction, r.number_key, r.hour): r.n for r in conn.execute(select(nc))
+            }
+            rows = conn.execute(
+                select(calls.c.account_id, calls.c.start_ts, calls.c.direction, calls.c.destination_key)
+            ).all()
         fresh_hours: dict[tuple[int, int, str], int] = {}
         fresh_days: dict[tuple[int, int, str], int] = {}
+        fresh_numbers: dict[tuple[int, str, str, int], int] = {}
         for r in rows:
             key = (r.account_id, r.start_ts // counts.HOUR, r.direction)
             fresh_hours[key] = fresh_hours.get(key, 0) + 1
             key = (r.account_id, r.start_ts // counts.DAY, r.direction)
             fresh_days[key] = fresh_days.get(key, 0) + 1
+            if r.direction in NUMBER_COUNTED:
+                number = (r.account_id, r.direction, r.destination_key, r.start_ts // counts.HOUR)
+                fresh_numbers[number] = fresh_numbers.get(number, 0) + 1
         assert hours == fresh_hours
+        assert numbers == fresh_numbers and len(numbers) > 1
         assert days == fresh_days
         assert len({d for _, d, _ in days}) > 1  # the calls span several UTC days
         biggest = report.account_ids[0]
@@ -89,7 +100,7 @@ def check_load(url: str, fresh_url: str) -> None:
             assert ours.uuids() == [r.uuid for r in naive[0]], shape
             assert ours.total == naive[1], shape
         figures = bench_lists(engine, view, biggest, now, repeat=2, base_repeat=1)
-        assert len(figures) == 10
+        assert len(figures) == 14  # 7 shapes, page 1 and page 10,000
         assert figures[0].total > 0
     finally:
         engine.dispose()

@@ -8,7 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, delete, select, update
 
+from pbx_cdr.db.tables import accounts, call_hour_counts, call_number_counts
+from tests.api.calls_support import assert_counts_exact
 from tests.servers import pbx_cdr_command
 
 
@@ -121,3 +124,21 @@ def test_demo_loads_realistic_calls(tmp_path: Path) -> None:
     assert "read token: pbx_" in out and "curl -s -H 'Authorization: Bearer pbx_" in out
     again = run(tmp_path, "demo", "--no-serve", "--calls", "5000").stdout
     assert ": 0 new calls" in again  # a second run reuses the account and its calls
+
+
+def test_recount_repairs_the_counts_of_every_account(tmp_path: Path) -> None:
+    """Counts that drifted (written around the service, or by an older release during an upgrade)
+    are counted again from the calls, for the named accounts or for all."""
+    run(tmp_path, "demo", "--no-serve", "--calls", "3000")
+    engine = create_engine(f"sqlite:///{tmp_path / 'pbx-cdr.sqlite3'}")
+    with engine.begin() as conn:
+        [account_id] = conn.execute(select(accounts.c.id)).scalars()
+        conn.execute(delete(call_number_counts))
+        conn.execute(update(call_hour_counts).values(n=call_hour_counts.c.n + 1))
+    with pytest.raises(AssertionError):
+        assert_counts_exact(engine, account_id)
+    out = run(tmp_path, "accounts", "recount").stdout
+    assert out.startswith(f"account {account_id}: ") and " calls counted" in out
+    assert_counts_exact(engine, account_id)
+    assert run(tmp_path, "accounts", "recount", "999", check=False).returncode != 0
+    engine.dispose()

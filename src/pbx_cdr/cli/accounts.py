@@ -1,4 +1,4 @@
-"""``pbx-cdr accounts create|list|update``."""
+"""``pbx-cdr accounts create|list|update|recount``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pbx_cdr.db import engine as db
 from pbx_cdr.db.migrate import upgrade
 from pbx_cdr.db.queries import accounts as queries
 from pbx_cdr.db.queries import calls as call_queries
+from pbx_cdr.db.queries import counts as count_queries
 from pbx_cdr.domain import accounts as rules
 from pbx_cdr.domain.accounts import InvalidAccountSetting
 
@@ -160,3 +161,21 @@ def register(cli: click.Group) -> None:
             click.echo(json.dumps(account_json(updated)))
         else:
             click.echo(f"updated account {updated.id} ({updated.name})")
+
+    @accounts.command("recount")
+    @click.argument("account_ids", type=int, nargs=-1)
+    @pass_ctx
+    def recount(ctx: CliContext, /, account_ids: tuple[int, ...]) -> None:
+        """Count the calls of accounts again (every account if none is named): the hour, day and
+        number counts the list's totals are summed from. Writes to calls wait meanwhile (seconds
+        for a busy account). For a repair, or after an upgrade that processes of an older release
+        wrote through."""
+        ids = [require_account(ctx, i).id for i in account_ids]
+        if not ids:
+            upgrade(ctx.engine())
+            with db.read(ctx.engine()) as conn:
+                ids = [a.id for a in queries.list_accounts(conn)]
+        for account_id in ids:
+            with db.write(ctx.engine()) as conn:
+                counted = count_queries.recount(conn, account_id)
+            click.echo(f"account {account_id}: {counted} calls counted")

@@ -119,9 +119,27 @@ calls = Table(
         sqlite_where=text(AGENT_ONLY),
         postgresql_where=text(AGENT_ONLY),
     ),
-    # On PostgreSQL with the id, so a suffix list counts from the index alone (migration 0010).
-    Index("ix_calls_caller_key", "account_id", "caller_key", "start_ts", postgresql_include=["id"]),
-    Index("ix_calls_destination_key", "account_id", "destination_key", "start_ts", postgresql_include=["id"]),
+    # Phone filters (migration 0011): by direction, then key, so a direction's matches are one range
+    # and one key's are in time order. On PostgreSQL each carries the other key, so a list tells the
+    # calls that match on both sides from the index alone.
+    Index(
+        "ix_calls_caller_key",
+        "account_id",
+        "direction",
+        "caller_key",
+        "start_ts",
+        "id",
+        postgresql_include=["destination_key"],
+    ),
+    Index(
+        "ix_calls_destination_key",
+        "account_id",
+        "direction",
+        "destination_key",
+        "start_ts",
+        "id",
+        postgresql_include=["caller_key"],
+    ),
 )
 
 
@@ -143,6 +161,24 @@ def _counts(name: str, unit: str) -> Table:
 # and counts only the partial hours there.
 call_hour_counts = _counts("call_hour_counts", "hour")
 call_day_counts = _counts("call_day_counts", "day")
+
+# The directions whose destination is one of the account's own numbers (a hotline, an IVR or feature
+# code): few per account, so the calls to each can be counted per hour at little cost to ingest.
+NUMBER_COUNTED = ("inbound", "local")
+
+# Calls per account, direction (``NUMBER_COUNTED`` only), destination search key and UTC hour, kept
+# on every write in the same transaction as the hour counts: a phone filter that matches a hotline's
+# hundreds of thousands of calls sums these instead of counting them (migration 0011).
+call_number_counts = Table(
+    "call_number_counts",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("direction", String(8), primary_key=True),
+    Column("number_key", SearchKey, primary_key=True),
+    Column("hour", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Index("ix_call_number_counts_cover", "account_id", "direction", "number_key", "hour", "n"),
+)
 
 recordings = Table(
     "recordings",

@@ -9,9 +9,10 @@ trips to save, runs the same total and page as two statements in one read transa
 (``counts.locate``).
 
 Totals of the unfiltered and direction-only window come from the day and hour counts
-(``counts.py``); deep pages start at the hour the counts locate; extension and phone filters run as
-index-only plans over their candidate ids. ``tests/api/test_list_consistency.py`` holds every
-shortcut equal to the naive query.
+(``counts.py``); deep pages start at the hour the counts locate; extension filters run as
+index-only plans over their candidate ids; a phone filter alone sums the number counts of the
+account's own numbers and gathers the rest (``phone_list.py``). ``tests/api/test_list_consistency.py``
+holds every shortcut equal to the naive query.
 """
 
 from __future__ import annotations
@@ -31,21 +32,19 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    case,
     func,
     literal,
+    or_,
     select,
     text,
-    true,
     union,
     union_all,
 )
 
 from pbx_cdr.db import engine as db
 from pbx_cdr.db.driver import DriverReads
-from pbx_cdr.db.queries import counts
-from pbx_cdr.db.queries.item_json import ITEM_JSON
-from pbx_cdr.db.queries.item_values import ITEM_VALUES
+from pbx_cdr.db.queries import counts, phone_list
+from pbx_cdr.db.queries.list_statements import LIMIT, OFFSET, ORDER, Statements, compose
 from pbx_cdr.db.tables import AGENT_ONLY, calls
 from pbx_cdr.domain.call import API_FIELDS
 from pbx_cdr.domain.listing import ListQuery
@@ -57,59 +56,6 @@ if TYPE_CHECKING:
 # Below this offset a plain OFFSET is as cheap as locating the hour from the counts.
 DEEP_OFFSET = 1000
 HOUR = counts.HOUR
-_ORDER = (calls.c.start_ts.desc(), calls.c.id.desc())
-_LIMIT = bindparam("limit", type_=Integer)
-_OFFSET = bindparam("offset", type_=Integer)
-
-
-@dataclass(frozen=True)
-class _Statements:
-    """One list, two ways: ``combined`` (PostgreSQL), or ``total`` then ``page`` (SQLite)."""
-
-    combined: Select[Any]
-    total: Select[Any]
-    page: Select[Any]
-
-
-def _compose(
-    total: Any, ids: Select[Any], offset: Any, skip: Any = None, rows_where: list[Any] | None = None
-) -> _Statements:
-    """The list from its total (a scalar) and its page's ids (a select of ``id``, limited).
-
-    ``combined`` is one statement, hence one snapshot and one round trip: the page's rows in order,
-    each with the total as its last column, or one row of NULLs and the total when the page is
-    empty; a page that starts past the total is never read (the ids' scan carries ``total >
-    offset``, which the database checks once, before the scan). SQLite, with no round trips to
-    save, runs the plainer ``total`` and ``page`` in one read transaction instead: the same plans,
-    without the guard's extra evaluation of the total.
-
-    ``skip``, when given, is the ids' OFFSET (a located deep page's), evaluated only when the page
-    is within the total. ``rows_where``, when given (a first page of the window, offset 0), makes
-    ``combined`` read its rows straight from the index that ``ids`` scans, in its order: at 10M
-    calls, 206 buffers (50 ids, then 50 primary-key lookups) became 55, 345-370 -> 275 µs of
-    PostgreSQL's CPU a list. A first page needs no guard (an empty window's scan finds nothing at
-    once), so ``t`` is read once and PostgreSQL folds it into the statement. Further pages keep the
-    ids: an OFFSET over table rows reads each one it skips.
-    """
-    t = select(total.label("total")).cte("t")
-    within_total = select(t.c.total).scalar_subquery() > offset
-    rows = select(*ITEM_VALUES)
-    if rows_where is not None:
-        p = rows.where(*rows_where).order_by(*_ORDER).limit(_LIMIT).subquery("p")
-    else:
-        guarded = ids if skip is None else ids.offset(case((within_total, skip), else_=0))
-        within = guarded.where(within_total).subquery("ids")
-        p = rows.join_from(within, calls, calls.c.id == within.c.id).order_by(*_ORDER).subquery("p")
-    # No ORDER BY of its own: a join on nothing (``ON true``) can only be a nested loop, and its
-    # outer side is ``t``'s one row, so the rows come out in ``p``'s order. Sorting them again had
-    # cost PostgreSQL 20-25 µs a list (``tests/api/test_list_plans.py`` holds the plan's shape).
-    combined = select(*(p.c[field] for field in API_FIELDS), t.c.total).select_from(t.outerjoin(p, true()))
-    plain = (ids if skip is None else ids.offset(skip)).subquery("ids")
-    # SQLite writes each item's JSON itself (``item_json``): cheaper than rendering rows in Python.
-    page = select(ITEM_JSON).join_from(plain, calls, calls.c.id == plain.c.id).order_by(*_ORDER)
-    return _Statements(combined, select(total.label("total")), page)
-
-
 _UUID = API_FIELDS.index("uuid")
 
 
@@ -139,13 +85,13 @@ def _sqlite_page(reads: DriverReads, page: Select[Any], params: dict[str, Any], 
 @lru_cache(maxsize=64)
 def _window_statement(
     direction: bool, top: bool, bottom: bool, whole: bool, deep: bool, first: bool = False
-) -> _Statements:
+) -> Statements:
     """The unfiltered (or direction-only) list, built once per shape and bound per request.
 
     ``top``/``bottom``: the window ends/starts inside an hour (half-hour zones); ``whole``: it holds
     at least one whole hour; ``deep``: the page is located from the counts; ``first``: the page
     starts at the window's newest call (PostgreSQL reads its rows straight from the window index,
-    see :func:`_compose`). Parameters: ``account_id``,
+    see :func:`compose`). Parameters: ``account_id``,
     ``low``/``high`` (the window), ``first_hour``/``end_hour`` (its whole hours) and
     ``bottom_high``/``top_low`` (where they start and end, in seconds), ``direction``, ``limit``, ``offset``.
     """
@@ -172,15 +118,15 @@ def _window_statement(
         where.append(calls.c.direction == dir_)
     skip: Any = None
     if deep and whole:
-        loc = counts.locate_segment(top_low, high, bottom_high, dir_, _OFFSET, top=top)
+        loc = counts.locate_segment(top_low, high, bottom_high, dir_, OFFSET, top=top)
         where.append(calls.c.start_ts < select(loc.c.high).scalar_subquery())
         skip = select(loc.c.skip).scalar_subquery()
     else:
         where.append(calls.c.start_ts < high)
     # The page's ids from the covering window index (an OFFSET skips index entries, not table
     # rows: at 10M calls, reading each skipped row cost SQLite 4 ms), then their rows.
-    ids = select(calls.c.id).where(*where).order_by(*_ORDER).limit(_LIMIT).offset(_OFFSET)
-    return _compose(total, ids, _OFFSET, skip, where if first and skip is None else None)
+    ids = select(calls.c.id).where(*where).order_by(*ORDER).limit(LIMIT).offset(OFFSET)
+    return compose(total, ids, OFFSET, skip, where if first and skip is None else None)
 
 
 def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
@@ -189,7 +135,7 @@ def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
 
     ``extension`` is the extension column, or the agent column where it differs from the extension
     (the partial index ``ix_calls_agent_only``): disjoint halves. A phone suffix is a prefix range on
-    either search key; a call can match both.
+    either search key, checked on each half's calls (a phone filter alone is ``phone_list.py``'s).
     """
     window = [
         calls.c.account_id == bindparam("account_id"),
@@ -209,22 +155,28 @@ def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
     if phone:
         low_key: Any = bindparam("low_key")
         high_key: Any = bindparam("high_key")
+        # Each extension half's calls are read once and both keys checked on them: a prepared
+        # statement's generic plan reads them from the extension's index whatever the number.
         phone_parts = [
-            [calls.c.caller_key >= low_key, calls.c.caller_key < high_key],
-            [calls.c.destination_key >= low_key, calls.c.destination_key < high_key],
+            [
+                or_(
+                    and_(calls.c.caller_key >= low_key, calls.c.caller_key < high_key),
+                    and_(calls.c.destination_key >= low_key, calls.c.destination_key < high_key),
+                )
+            ]
         ]
     return [and_(*window, *e, *p) for e in ext_parts for p in phone_parts]
 
 
 @lru_cache(maxsize=16)
-def _filtered_statement(direction: bool, extension: bool, phone: bool) -> _Statements:
-    """The list with ``extension`` and/or ``phone``: index counts and merged index scans.
+def _filtered_statement(direction: bool, extension: bool, phone: bool) -> Statements:
+    """The list with ``extension``, and maybe ``phone``: index counts and merged index scans.
 
     Built once per shape (building it cost several times what SQLite took to run it), bound per
     request; ``reach`` is ``offset + per_page``. Disjoint extension halves: the total is a sum of
     index-only counts (no set of ids is ever built) and each half is read in index order, only its
-    newest ``reach`` ids, then merged. Phone branches are key ranges, in no time order: their (few)
-    ids are gathered once, counted and sorted, so no planner is tempted to walk the whole window in
+    newest ``reach`` ids, then merged. With a phone filter too, the halves' calls that match either
+    key are gathered once, counted and sorted, so no planner is tempted to walk the whole window in
     time order instead.
     """
     branches = _branches(direction, extension, phone)
@@ -235,17 +187,15 @@ def _filtered_statement(direction: bool, extension: bool, phone: bool) -> _State
         reach = bindparam("reach", type_=Integer)
         # Each half read in its index's own order: (account, extension or agent, start_ts, id).
         arms = [
-            select(calls.c.id, calls.c.start_ts).where(b).order_by(*_ORDER).limit(reach).subquery().select()
+            select(calls.c.id, calls.c.start_ts).where(b).order_by(*ORDER).limit(reach).subquery().select()
             for b in branches
         ]
         found: Any = union_all(*arms).subquery()
     else:
         found = union(*(select(calls.c.id, calls.c.start_ts).where(b) for b in branches)).cte("found")
         total = select(func.count()).select_from(found).scalar_subquery()
-    ids = (
-        select(found.c.id).order_by(found.c.start_ts.desc(), found.c.id.desc()).limit(_LIMIT).offset(_OFFSET)
-    )
-    return _compose(total, ids, _OFFSET)
+    ids = select(found.c.id).order_by(found.c.start_ts.desc(), found.c.id.desc()).limit(LIMIT).offset(OFFSET)
+    return compose(total, ids, OFFSET)
 
 
 def _located_page(reads: DriverReads, q: ListQuery, params: dict[str, Any]) -> ListPage:
@@ -301,38 +251,19 @@ def _pg_page(rows: Sequence[Any]) -> ListPage:
     return ListPage(total, [] if rows[0][0] is None else list(rows))
 
 
-def _prepare(account_id: int, q: ListQuery, deep_offset: int) -> tuple[_Statements, dict[str, Any], bool]:
+def _prepare(account_id: int, q: ListQuery, deep_offset: int) -> tuple[Statements, dict[str, Any], bool]:
     """The list's statements and parameters, and whether SQLite locates the page from the counts."""
-    if q.extension is None and q.phone_suffix is None:
-        first_hour, end_hour = counts.whole_hours(q.start_ts, q.end_ts)
-        whole = first_hour < end_hour
-        deep = q.offset >= deep_offset
-        statement = _window_statement(
-            bool(q.direction),
-            whole and end_hour * HOUR < q.end_ts,
-            whole and q.start_ts < first_hour * HOUR,
-            whole,
-            deep,
-            q.offset == 0,
-        )
-        params = {
-            "account_id": account_id,
-            "low": q.start_ts,
-            "high": q.end_ts,
-            "first_hour": first_hour,
-            "end_hour": end_hour,
-            "bottom_high": first_hour * HOUR,
-            "top_low": end_hour * HOUR,
-            "direction": q.direction,
-            "limit": q.per_page,
-            "offset": q.offset,
-        }
-        return statement, params, deep and whole
+    first_hour, end_hour = counts.whole_hours(q.start_ts, q.end_ts)
     low_key, high_key = key_prefix_range(q.phone_suffix) if q.phone_suffix is not None else (None, None)
+    # Every shape's parameters; each statement binds those it names.
     params = {
         "account_id": account_id,
         "low": q.start_ts,
         "high": q.end_ts,
+        "first_hour": first_hour,
+        "end_hour": end_hour,
+        "bottom_high": first_hour * HOUR,
+        "top_low": max(q.start_ts, end_hour * HOUR),
         "direction": q.direction,
         "extension": q.extension,
         "low_key": low_key,
@@ -341,5 +272,16 @@ def _prepare(account_id: int, q: ListQuery, deep_offset: int) -> tuple[_Statemen
         "limit": q.per_page,
         "offset": q.offset,
     }
+    whole = first_hour < end_hour
+    top, bottom = end_hour * HOUR < q.end_ts, q.start_ts < first_hour * HOUR
+    if q.extension is None and q.phone_suffix is None:
+        deep = q.offset >= deep_offset
+        statement = _window_statement(
+            bool(q.direction), whole and top, whole and bottom, whole, deep, q.offset == 0
+        )
+        return statement, params, deep and whole
+    if q.extension is None:
+        kind = phone_list.kind_of(q.direction)
+        return phone_list.phone_statement(kind, whole, top, bottom and first_hour <= end_hour), params, False
     statement = _filtered_statement(bool(q.direction), q.extension is not None, q.phone_suffix is not None)
     return statement, params, False

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 from pbx_cdr.db.driver import SqliteWrites
 from pbx_cdr.db.queries import counts
 from pbx_cdr.db.queries.accounts import bump_data_version
-from pbx_cdr.db.tables import calls
+from pbx_cdr.db.tables import NUMBER_COUNTED, calls
 from pbx_cdr.domain.call import Call
 from pbx_cdr.domain.phone import search_key
 
@@ -64,22 +64,27 @@ def _values(call: Call, country: str) -> dict[str, Any]:
     return values
 
 
+def _number_key(call: Call, country: str) -> str:
+    """The destination's search key where its direction is counted per number (else unused)."""
+    return search_key(call.destination_number, country) if call.direction in NUMBER_COUNTED else ""
+
+
 @dataclass
 class AccountChanges:
-    """What a transaction's upserts owe their accounts: hour-count deltas and data-version bumps.
+    """What a transaction's upserts owe their accounts: count deltas and data-version bumps.
 
     Applied once, at the end, in one order for every transaction: the count rows of the accounts
-    by (account, hour, direction), then the accounts' rows by id. A transaction that applied each
+    (hours, days, then numbers), then the accounts' rows by id. A transaction that applied each
     upsert's share as it went (a group commit holds several upserts of one account when their
     requests' times differ) could hold an account's row while it waited for count rows held by
     another transaction waiting for that row: PostgreSQL found such a deadlock under concurrent
     batch posts.
     """
 
-    deltas: dict[int, Counter[tuple[int, str]]] = field(default_factory=dict)
+    deltas: dict[int, Counter[counts.Bucket]] = field(default_factory=dict)
     changed: set[int] = field(default_factory=set)
 
-    def add(self, account_id: int, deltas: Counter[tuple[int, str]], *, changed: bool) -> None:
+    def add(self, account_id: int, deltas: Counter[counts.Bucket], *, changed: bool) -> None:
         self.deltas.setdefault(account_id, Counter()).update(deltas)
         if changed:
             self.changed.add(account_id)
@@ -124,8 +129,8 @@ def upsert_calls(
         created = _insert_new_pg(conn, account_id, country, batch, origin, now)
     else:
         created = _insert_new_sqlite(conn, account_id, country, batch, origin, now)
-    deltas: Counter[tuple[int, str]] = counts.hour_deltas(
-        (c.start_ts, c.direction) for c in batch if c.uuid in created
+    deltas: Counter[counts.Bucket] = counts.hour_deltas(
+        (c.start_ts, c.direction, _number_key(c, country)) for c in batch if c.uuid in created
     )
     statuses = ["created"] * len(batch)
     changed: list[dict[str, Any]] = []
@@ -140,8 +145,8 @@ def upsert_calls(
                 continue
             statuses[i] = "updated"
             changed.append({**_values(call, country), "b_id": old.id, "origin": origin, "updated_ts": now})
-            deltas[(old.start_ts // counts.HOUR, old.direction)] -= 1
-            deltas[(call.start_ts // counts.HOUR, call.direction)] += 1
+            deltas.update(counts.hour_deltas([(old.start_ts, old.direction, old.destination_key)], -1))
+            deltas.update(counts.hour_deltas([(call.start_ts, call.direction, _number_key(call, country))]))
         if changed:
             conn.execute(_UPDATE, changed)
     # An all-unchanged retry changes nothing a cached page shows.
@@ -245,7 +250,7 @@ def _existing(conn: Connection, account_id: int, uuids: Sequence[str]) -> dict[s
     if not uuids:
         return {}
     rows = conn.execute(
-        select(calls.c.id, *(calls.c[f] for f in _CALL_FIELDS)).where(
+        select(calls.c.id, calls.c.destination_key, *(calls.c[f] for f in _CALL_FIELDS)).where(
             calls.c.account_id == account_id, _in(calls.c.uuid, uuids, conn)
         )
     )
@@ -271,14 +276,15 @@ def set_recording_available(conn: Connection, account_id: int, uuid: str, availa
 def delete_calls(conn: Connection, account_id: int, uuids: Sequence[str]) -> int:
     """Remove calls and their share of the hour counts."""
     rows = conn.execute(
-        select(calls.c.id, calls.c.start_ts, calls.c.direction).where(
+        select(calls.c.id, calls.c.start_ts, calls.c.direction, calls.c.destination_key).where(
             calls.c.account_id == account_id, calls.c.uuid.in_(uuids)
         )
     ).all()
     if not rows:
         return 0
     conn.execute(calls.delete().where(calls.c.id.in_([r.id for r in rows])))
-    counts.adjust(conn, account_id, counts.hour_deltas(((r.start_ts, r.direction) for r in rows), -1))
+    deltas = counts.hour_deltas(((r.start_ts, r.direction, r.destination_key) for r in rows), -1)
+    counts.adjust(conn, account_id, deltas)
     bump_data_version(conn, account_id)
     return len(rows)
 
@@ -296,6 +302,7 @@ def rekey_numbers(conn: Connection, account_id: int, country: str, batch_size: i
             .limit(batch_size)
         ).all()
         if not rows:
+            counts.rebuild_numbers(conn, account_id)  # counted by destination key
             return done
         conn.execute(
             update(calls)

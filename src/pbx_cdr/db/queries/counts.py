@@ -34,13 +34,18 @@ from sqlalchemy import (
 )
 
 from pbx_cdr.db.driver import DriverReads, SqliteWrites
-from pbx_cdr.db.tables import call_day_counts, call_hour_counts, calls
+from pbx_cdr.db.queries.accounts import bump_data_version
+from pbx_cdr.db.tables import NUMBER_COUNTED, call_day_counts, call_hour_counts, call_number_counts, calls
 
 HOUR = 3600
 DAY_HOURS = 24
 DAY = DAY_HOURS * HOUR
 
 _24 = literal_column(str(DAY_HOURS), BigInteger)
+
+# What a write changes, per (UTC hour, direction, number key): the key is the destination's search
+# key for the directions counted per number (``NUMBER_COUNTED``), else None.
+Bucket = tuple[int, str, str | None]
 
 
 def _range(table: Table, unit: str, low: Any, high: Any, direction: Any | None) -> list[Any]:
@@ -115,12 +120,15 @@ _SQLITE_ADD = (
     "ON CONFLICT (account_id, hour, direction) DO UPDATE SET n = n + excluded.n",
     "INSERT INTO call_day_counts (account_id, day, direction, n) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (account_id, day, direction) DO UPDATE SET n = n + excluded.n",
+    "INSERT INTO call_number_counts (account_id, direction, number_key, hour, n) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (account_id, direction, number_key, hour) DO UPDATE SET n = n + excluded.n",
 )
 # PostgreSQL: one statement, one round trip, whatever the number of rows (arrays, as the calls'
-# insert). The day rows are gated on the hour rows' CTE: every hour row is locked before any day
-# row, and each table's rows in the arrays' (sorted) order, so concurrent writers take their locks
-# in one order. (A data-modifying CTE runs to completion even when nothing reads it; reading it
-# here fixes *when*: the one-time filter runs it before the first day row is produced.)
+# insert). The day rows are gated on the hour rows' CTE and the number rows on the day rows': every
+# hour row is locked before any day row, every day row before any number row, and each table's rows
+# in the arrays' (sorted) order, so concurrent writers take their locks in one order. (A
+# data-modifying CTE runs to completion even when nothing reads it; reading it here fixes *when*:
+# the one-time filter runs it before the first row of the next table is produced.)
 _PG_ADD = """
 WITH hours AS (
     INSERT INTO call_hour_counts AS c (account_id, hour, direction, n)
@@ -129,26 +137,42 @@ WITH hours AS (
         AS t(hour, direction, n)
     ON CONFLICT (account_id, hour, direction) DO UPDATE SET n = c.n + excluded.n
     RETURNING 1
+),
+days AS (
+    INSERT INTO call_day_counts AS c (account_id, day, direction, n)
+    SELECT %(account_id)s::integer, t.day, t.direction, t.n
+    FROM unnest(%(days)s::integer[], %(day_directions)s::text[], %(day_n)s::integer[])
+        AS t(day, direction, n)
+    WHERE (SELECT count(*) FROM hours) >= 0
+    ON CONFLICT (account_id, day, direction) DO UPDATE SET n = c.n + excluded.n
+    RETURNING 1
 )
-INSERT INTO call_day_counts AS c (account_id, day, direction, n)
-SELECT %(account_id)s::integer, t.day, t.direction, t.n
-FROM unnest(%(days)s::integer[], %(day_directions)s::text[], %(day_n)s::integer[])
-    AS t(day, direction, n)
-WHERE (SELECT count(*) FROM hours) >= 0
-ON CONFLICT (account_id, day, direction) DO UPDATE SET n = c.n + excluded.n
+INSERT INTO call_number_counts AS c (account_id, direction, number_key, hour, n)
+SELECT %(account_id)s::integer, t.direction, t.number_key, t.hour, t.n
+FROM unnest(%(number_directions)s::text[], %(number_keys)s::text[], %(number_hours)s::integer[],
+    %(number_n)s::integer[]) AS t(direction, number_key, hour, n)
+WHERE (SELECT count(*) FROM days) >= 0
+ON CONFLICT (account_id, direction, number_key, hour) DO UPDATE SET n = c.n + excluded.n
 """
 
 
-def adjust(conn: Connection, account_id: int, deltas: Counter[tuple[int, str]]) -> None:
-    """Add ``deltas[(hour, direction)]`` to the hour counts and their days' counts (negative for
-    removed calls), in the caller's transaction.
+def adjust(conn: Connection, account_id: int, deltas: Counter[Bucket]) -> None:
+    """Add ``deltas`` (negative for removed calls) to the hour counts, their days' counts and the
+    number counts, in the caller's transaction.
 
-    Hour rows first, then day rows, each in (unit, direction) order: concurrent writers take the
-    count rows' locks in one order. A day whose hours' deltas cancel out (a call moved within it)
+    Hour rows first, then day rows, then number rows, each in its key's order: concurrent writers
+    take the count rows' locks in one order. A row whose deltas cancel out (a call moved within it)
     is not written.
     """
-    hours = sorted((key, n) for key, n in deltas.items() if n)
-    if not hours:
+    per_hour: Counter[tuple[int, str]] = Counter()
+    per_number: Counter[tuple[str, str, int]] = Counter()
+    for (hour, direction, key), n in deltas.items():
+        per_hour[(hour, direction)] += n
+        if key is not None:
+            per_number[(direction, key, hour)] += n
+    hours = sorted((k, n) for k, n in per_hour.items() if n)
+    numbers = sorted((k, n) for k, n in per_number.items() if n)
+    if not hours and not numbers:
         return
     days = sorted((key, n) for key, n in days_of(hours).items() if n)
     if conn.dialect.name == "postgresql":
@@ -162,20 +186,27 @@ def adjust(conn: Connection, account_id: int, deltas: Counter[tuple[int, str]]) 
                 "days": [day for (day, _), _ in days],
                 "day_directions": [d for (_, d), _ in days],
                 "day_n": [n for _, n in days],
+                "number_directions": [d for (d, _, _), _ in numbers],
+                "number_keys": [k for (_, k, _), _ in numbers],
+                "number_hours": [h for (_, _, h), _ in numbers],
+                "number_n": [n for _, n in numbers],
             },
         )
         return
     driver = SqliteWrites(conn)
-    for sql, rows in zip(_SQLITE_ADD, (hours, days), strict=True):
+    hour_sql, day_sql, number_sql = _SQLITE_ADD
+    for sql, rows in ((hour_sql, hours), (day_sql, days)):
         if rows:
             driver.run_many(sql, [(account_id, unit, d, n) for (unit, d), n in rows])
+    if numbers:
+        driver.run_many(number_sql, [(account_id, d, k, h, n) for (d, k, h), n in numbers])
 
 
-def hour_deltas(items: Iterable[tuple[int, str]], sign: int = 1) -> Counter[tuple[int, str]]:
-    """Count (start_ts, direction) pairs into (hour, direction) buckets."""
-    out: Counter[tuple[int, str]] = Counter()
-    for start_ts, direction in items:
-        out[(start_ts // HOUR, direction)] += sign
+def hour_deltas(items: Iterable[tuple[int, str, str]], sign: int = 1) -> Counter[Bucket]:
+    """Count (start_ts, direction, destination key) triples into their buckets (:data:`Bucket`)."""
+    out: Counter[Bucket] = Counter()
+    for start_ts, direction, key in items:
+        out[(start_ts // HOUR, direction, key if direction in NUMBER_COUNTED else None)] += sign
     return out
 
 
@@ -394,7 +425,8 @@ def _count_rows(reads: DriverReads, account_id: int, low: int, high: int, direct
 
 
 def rebuild(conn: Connection, account_id: int) -> None:
-    """Recompute an account's hour and day counts from its calls (repair, or after a bulk load)."""
+    """Recompute an account's hour, day and number counts from its calls (repair, or after a bulk
+    load)."""
     for table in (call_hour_counts, call_day_counts):
         conn.execute(table.delete().where(table.c.account_id == account_id))
     hour = calls.c.start_ts // HOUR
@@ -403,14 +435,47 @@ def rebuild(conn: Connection, account_id: int) -> None:
         .where(calls.c.account_id == account_id)
         .group_by(hour, calls.c.direction)
     ).all()
-    if not rows:
-        return
-    per_day = days_of(((int(r.hour), r.direction), r.n) for r in rows)
+    if rows:
+        per_day = days_of(((int(r.hour), r.direction), r.n) for r in rows)
+        conn.execute(
+            call_hour_counts.insert(),
+            [
+                {"account_id": account_id, "hour": int(r.hour), "direction": r.direction, "n": r.n}
+                for r in rows
+            ],
+        )
+        conn.execute(
+            call_day_counts.insert(),
+            [
+                {"account_id": account_id, "day": day, "direction": d, "n": n}
+                for (day, d), n in per_day.items()
+            ],
+        )
+    rebuild_numbers(conn, account_id)
+
+
+def recount(conn: Connection, account_id: int) -> int:
+    """:func:`rebuild` with writes to ``calls`` held off until the caller's transaction ends (on
+    PostgreSQL a ``SHARE`` lock, which waits for the writes under way; SQLite's writer holds the
+    database already), and the account's cached pages made stale. The account's calls counted."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE calls IN SHARE MODE")
+    rebuild(conn, account_id)
+    bump_data_version(conn, account_id)
+    total = conn.execute(select(func.count()).select_from(calls).where(calls.c.account_id == account_id))
+    return int(total.scalar_one())
+
+
+def rebuild_numbers(conn: Connection, account_id: int) -> None:
+    """Recompute an account's number counts from its calls (after its search keys changed)."""
+    nc = call_number_counts
+    conn.execute(nc.delete().where(nc.c.account_id == account_id))
+    hour = calls.c.start_ts // HOUR
     conn.execute(
-        call_hour_counts.insert(),
-        [{"account_id": account_id, "hour": int(r.hour), "direction": r.direction, "n": r.n} for r in rows],
-    )
-    conn.execute(
-        call_day_counts.insert(),
-        [{"account_id": account_id, "day": day, "direction": d, "n": n} for (day, d), n in per_day.items()],
+        nc.insert().from_select(
+            ["account_id", "direction", "number_key", "hour", "n"],
+            select(calls.c.account_id, calls.c.direction, calls.c.destination_key, hour, func.count())
+            .where(calls.c.account_id == account_id, calls.c.direction.in_(NUMBER_COUNTED))
+            .group_by(calls.c.account_id, calls.c.direction, calls.c.destination_key, hour),
+        )
     )
