@@ -208,6 +208,17 @@ def _located_page(reads: DriverReads, q: ListQuery, params: dict[str, Any]) -> L
     return _sqlite_page(reads, shallow.page, {**params, "high": high, "offset": skip}, total)
 
 
+def _sqlite_phone_page(
+    reads: DriverReads, statements: phone_list.PhoneStatements, q: ListQuery, params: dict[str, Any]
+) -> ListPage:
+    """A phone list on SQLite: where its page lies, then the page (``phone_list.py``)."""
+    total, lower, upper, skip = reads.rows(statements.located, params)[0]
+    if q.offset >= total:
+        return ListPage(int(total), [], [])
+    bounds = {**params, "lower": lower, "upper": upper, "skip": skip}
+    return _sqlite_page(reads, statements.page, bounds, int(total))
+
+
 def reader(engine: Engine) -> AbstractContextManager[Connection | DriverReads]:
     """The read :func:`list_calls` needs: a bare statement on PostgreSQL (one statement, one
     snapshot); on SQLite a read transaction straight through the driver, whose list is a total and
@@ -230,6 +241,8 @@ def list_calls(
         conn = DriverReads.of(conn)
     if conn.dialect.name != "sqlite":
         return _pg_page(conn.rows(statements.combined, params))
+    if isinstance(statements, phone_list.PhoneStatements):
+        return _sqlite_phone_page(conn, statements, q, params)
     if located:
         return _located_page(conn, q, params)
     total = int(conn.scalar(statements.total, params))
@@ -251,7 +264,9 @@ def _pg_page(rows: Sequence[Any]) -> ListPage:
     return ListPage(total, [] if rows[0][0] is None else list(rows))
 
 
-def _prepare(account_id: int, q: ListQuery, deep_offset: int) -> tuple[Statements, dict[str, Any], bool]:
+def _prepare(
+    account_id: int, q: ListQuery, deep_offset: int
+) -> tuple[Statements | phone_list.PhoneStatements, dict[str, Any], bool]:
     """The list's statements and parameters, and whether SQLite locates the page from the counts."""
     first_hour, end_hour = counts.whole_hours(q.start_ts, q.end_ts)
     low_key, high_key = key_prefix_range(q.phone_suffix) if q.phone_suffix is not None else (None, None)
