@@ -120,26 +120,9 @@ calls = Table(
         postgresql_where=text(AGENT_ONLY),
     ),
     # Phone filters (migration 0011): by direction, then key, so a direction's matches are one range
-    # and one key's are in time order. On PostgreSQL each carries the other key, so a list tells the
-    # calls that match on both sides from the index alone.
-    Index(
-        "ix_calls_caller_key",
-        "account_id",
-        "direction",
-        "caller_key",
-        "start_ts",
-        "id",
-        postgresql_include=["destination_key"],
-    ),
-    Index(
-        "ix_calls_destination_key",
-        "account_id",
-        "direction",
-        "destination_key",
-        "start_ts",
-        "id",
-        postgresql_include=["caller_key"],
-    ),
+    # and one key's are in time order.
+    Index("ix_calls_caller_key", "account_id", "direction", "caller_key", "start_ts", "id"),
+    Index("ix_calls_destination_key", "account_id", "direction", "destination_key", "start_ts", "id"),
 )
 
 

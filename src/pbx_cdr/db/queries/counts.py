@@ -129,7 +129,7 @@ _SQLITE_ADD = (
 # in the arrays' (sorted) order, so concurrent writers take their locks in one order. (A
 # data-modifying CTE runs to completion even when nothing reads it; reading it here fixes *when*:
 # the one-time filter runs it before the first row of the next table is produced.)
-_PG_ADD = """
+_PG_HOURS = """
 WITH hours AS (
     INSERT INTO call_hour_counts AS c (account_id, hour, direction, n)
     SELECT %(account_id)s::integer, t.hour, t.direction, t.n
@@ -137,16 +137,16 @@ WITH hours AS (
         AS t(hour, direction, n)
     ON CONFLICT (account_id, hour, direction) DO UPDATE SET n = c.n + excluded.n
     RETURNING 1
-),
-days AS (
+)"""
+_PG_DAYS = """
     INSERT INTO call_day_counts AS c (account_id, day, direction, n)
     SELECT %(account_id)s::integer, t.day, t.direction, t.n
     FROM unnest(%(days)s::integer[], %(day_directions)s::text[], %(day_n)s::integer[])
         AS t(day, direction, n)
     WHERE (SELECT count(*) FROM hours) >= 0
     ON CONFLICT (account_id, day, direction) DO UPDATE SET n = c.n + excluded.n
-    RETURNING 1
-)
+"""
+_PG_NUMBERS = """
 INSERT INTO call_number_counts AS c (account_id, direction, number_key, hour, n)
 SELECT %(account_id)s::integer, t.direction, t.number_key, t.hour, t.n
 FROM unnest(%(number_directions)s::text[], %(number_keys)s::text[], %(number_hours)s::integer[],
@@ -154,6 +154,8 @@ FROM unnest(%(number_directions)s::text[], %(number_keys)s::text[], %(number_hou
 WHERE (SELECT count(*) FROM days) >= 0
 ON CONFLICT (account_id, direction, number_key, hour) DO UPDATE SET n = c.n + excluded.n
 """
+# Without number rows (outbound and internal calls only), the statement stops at the day rows.
+_PG_ADD = (_PG_HOURS + _PG_DAYS, _PG_HOURS + ",\ndays AS (" + _PG_DAYS + "    RETURNING 1\n)" + _PG_NUMBERS)
 
 
 def adjust(conn: Connection, account_id: int, deltas: Counter[Bucket]) -> None:
@@ -176,22 +178,21 @@ def adjust(conn: Connection, account_id: int, deltas: Counter[Bucket]) -> None:
         return
     days = sorted((key, n) for key, n in days_of(hours).items() if n)
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(
-            _PG_ADD,
-            {
-                "account_id": account_id,
-                "hours": [h for (h, _), _ in hours],
-                "hour_directions": [d for (_, d), _ in hours],
-                "hour_n": [n for _, n in hours],
-                "days": [day for (day, _), _ in days],
-                "day_directions": [d for (_, d), _ in days],
-                "day_n": [n for _, n in days],
-                "number_directions": [d for (d, _, _), _ in numbers],
-                "number_keys": [k for (_, k, _), _ in numbers],
-                "number_hours": [h for (_, _, h), _ in numbers],
-                "number_n": [n for _, n in numbers],
-            },
-        )
+        params: dict[str, Any] = {
+            "account_id": account_id,
+            "hours": [h for (h, _), _ in hours],
+            "hour_directions": [d for (_, d), _ in hours],
+            "hour_n": [n for _, n in hours],
+            "days": [day for (day, _), _ in days],
+            "day_directions": [d for (_, d), _ in days],
+            "day_n": [n for _, n in days],
+        }
+        if numbers:
+            params["number_directions"] = [d for (d, _, _), _ in numbers]
+            params["number_keys"] = [k for (_, k, _), _ in numbers]
+            params["number_hours"] = [h for (_, _, h), _ in numbers]
+            params["number_n"] = [n for _, n in numbers]
+        conn.exec_driver_sql(_PG_ADD[bool(numbers)], params)
         return
     driver = SqliteWrites(conn)
     hour_sql, day_sql, number_sql = _SQLITE_ADD

@@ -21,6 +21,7 @@ total is their sum. For the page, the hours of the window are walked newest firs
 calls' hour counts plus the gathered calls' hours): the hours that hold rows ``offset`` to
 ``offset + per_page`` bound the time range read, so the counted side reads only its page's hours,
 whatever the page. Partial hours at the window's edges (half-hour zones) are counted exactly.
+PostgreSQL runs it as one statement; SQLite as two (:class:`PhoneStatements`).
 ``tests/api/test_list_consistency.py`` holds it to the naive query.
 """
 

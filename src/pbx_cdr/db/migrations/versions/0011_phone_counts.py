@@ -14,9 +14,8 @@ needs (``db/queries/phone_list.py``):
   IVR or feature code). Few numbers per account, so a batch of calls updates a few rows, as it does
   the hour counts. Backfilled here from ``calls``.
 - The two search-key indexes now lead with the direction and end with the id: a direction's matches
-  are one range, one number's calls are in time order, and (on PostgreSQL) each carries the other
-  key, so a call that matches on both sides is told from the index alone. They are rebuilt like 0010's:
-  concurrently on PostgreSQL, outside the migration's transaction, repeatable if interrupted.
+  are one range, one number's calls are in time order. They are rebuilt like 0010's: concurrently on
+  PostgreSQL, outside the migration's transaction, repeatable if interrupted.
 
 The backfill runs with ``calls`` locked against writes (``SHARE``), so no call is missed or counted
 twice. Processes of the previous release do not keep the new counts: stop them before the upgrade, or
@@ -33,7 +32,7 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-_KEYS = (("caller_key", "destination_key"), ("destination_key", "caller_key"))
+_KEYS = ("caller_key", "destination_key")
 _BACKFILL = (
     "INSERT INTO call_number_counts (account_id, direction, number_key, hour, n) "
     "SELECT account_id, direction, destination_key, {hour}, COUNT(*) FROM calls "
@@ -45,19 +44,16 @@ _HOUR = "(start_ts - ((start_ts % 3600) + 3600) % 3600) / 3600"
 
 def _pg_rebuild(columns: str, include: str) -> None:
     with op.get_context().autocommit_block():
-        for key, other in _KEYS:
+        for key in _KEYS:
             name = f"ix_calls_{key}"
             op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new")
-            op.execute(
-                f"CREATE INDEX CONCURRENTLY {name}_new ON calls "
-                f"({columns.format(key=key)}){include.format(other=other)}"
-            )
+            op.execute(f"CREATE INDEX CONCURRENTLY {name}_new ON calls ({columns.format(key=key)}){include}")
             op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             op.execute(f"ALTER INDEX {name}_new RENAME TO {name}")
 
 
 def _sqlite_rebuild(columns: str) -> None:
-    for key, _ in _KEYS:
+    for key in _KEYS:
         op.execute(f"DROP INDEX IF EXISTS ix_calls_{key}")
         op.execute(f"CREATE INDEX ix_calls_{key} ON calls ({columns.format(key=key)})")
 
@@ -71,7 +67,7 @@ def upgrade() -> None:
         _create_and_backfill(postgresql)
     columns = "account_id, direction, {key}, start_ts, id"
     if postgresql:
-        _pg_rebuild(columns, " INCLUDE ({other})")
+        _pg_rebuild(columns, "")
     else:
         _sqlite_rebuild(columns)
 
