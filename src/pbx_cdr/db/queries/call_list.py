@@ -37,7 +37,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    union,
     union_all,
 )
 
@@ -129,9 +128,9 @@ def _window_statement(
     return compose(total, ids, OFFSET, skip, where if first and skip is None else None)
 
 
-def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
-    """The filter as conditions each served by one index (bound: ``account_id``, ``low``, ``high``,
-    ``direction``, ``extension``, ``low_key``, ``high_key``).
+def _branches(direction: bool, phone: bool) -> list[Any]:
+    """The extension filter as conditions each served by one index (bound: ``account_id``, ``low``,
+    ``high``, ``direction``, ``extension``, ``low_key``, ``high_key``).
 
     ``extension`` is the extension column, or the agent column where it differs from the extension
     (the partial index ``ix_calls_agent_only``): disjoint halves. A phone suffix is a prefix range on
@@ -144,13 +143,11 @@ def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
     ]
     if direction:
         window.append(calls.c.direction == bindparam("direction"))
-    ext_parts: list[list[Any]] = [[]]
-    if extension:
-        ext: Any = bindparam("extension")
-        ext_parts = [
-            [calls.c.extension_number == ext],
-            [calls.c.agent_extension == ext, text(AGENT_ONLY)],
-        ]
+    ext: Any = bindparam("extension")
+    ext_parts = [
+        [calls.c.extension_number == ext],
+        [calls.c.agent_extension == ext, text(AGENT_ONLY)],
+    ]
     phone_parts: list[list[Any]] = [[]]
     if phone:
         low_key: Any = bindparam("low_key")
@@ -169,7 +166,7 @@ def _branches(direction: bool, extension: bool, phone: bool) -> list[Any]:
 
 
 @lru_cache(maxsize=16)
-def _filtered_statement(direction: bool, extension: bool, phone: bool) -> Statements:
+def _filtered_statement(direction: bool, phone: bool) -> Statements:
     """The list with ``extension``, and maybe ``phone``: index counts and merged index scans.
 
     Built once per shape (building it cost several times what SQLite took to run it), bound per
@@ -179,7 +176,7 @@ def _filtered_statement(direction: bool, extension: bool, phone: bool) -> Statem
     key are gathered once, counted and sorted, so no planner is tempted to walk the whole window in
     time order instead.
     """
-    branches = _branches(direction, extension, phone)
+    branches = _branches(direction, phone)
     if not phone:
         total: Any = literal(0)
         for b in branches:
@@ -192,7 +189,8 @@ def _filtered_statement(direction: bool, extension: bool, phone: bool) -> Statem
         ]
         found: Any = union_all(*arms).subquery()
     else:
-        found = union(*(select(calls.c.id, calls.c.start_ts).where(b) for b in branches)).cte("found")
+        # The halves are disjoint, and each checks both keys: no call is found twice.
+        found = union_all(*(select(calls.c.id, calls.c.start_ts).where(b) for b in branches)).cte("found")
         total = select(func.count()).select_from(found).scalar_subquery()
     ids = select(found.c.id).order_by(found.c.start_ts.desc(), found.c.id.desc()).limit(LIMIT).offset(OFFSET)
     return compose(total, ids, OFFSET)
@@ -298,5 +296,5 @@ def _prepare(
     if q.extension is None:
         kind = phone_list.kind_of(q.direction)
         return phone_list.phone_statement(kind, whole, top, bottom and first_hour <= end_hour), params, False
-    statement = _filtered_statement(bool(q.direction), q.extension is not None, q.phone_suffix is not None)
+    statement = _filtered_statement(bool(q.direction), q.phone_suffix is not None)
     return statement, params, False

@@ -56,11 +56,13 @@ def _range(table: Table, unit: str, low: Any, high: Any, direction: Any | None) 
     return where
 
 
-def _least(a: Any, b: Any) -> Any:
+def least(a: Any, b: Any) -> Any:
+    """The smaller of two SQL expressions (a portable ``LEAST``)."""
     return case((a < b, a), else_=b)
 
 
-def _greatest(a: Any, b: Any) -> Any:
+def greatest(a: Any, b: Any) -> Any:
+    """The larger of two SQL expressions (a portable ``GREATEST``)."""
     return case((a > b, a), else_=b)
 
 
@@ -76,8 +78,8 @@ def _whole_hour_ranges(first_hour: Any, end_hour: Any) -> tuple[tuple[Any, Any],
     days_to = eh - (eh % _24 + _24) % _24  # the first hour of the day holding end_hour
     return (
         (days_from // _24, days_to // _24),
-        (fh, _least(days_from, eh)),
-        (_greatest(days_to, days_from), eh),
+        (fh, least(days_from, eh)),
+        (greatest(days_to, days_from), eh),
     )
 
 

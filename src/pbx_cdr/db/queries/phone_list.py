@@ -38,7 +38,6 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    case,
     func,
     literal_column,
     not_,
@@ -48,11 +47,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 
+from pbx_cdr.db.queries.counts import HOUR, greatest, least
 from pbx_cdr.db.queries.list_statements import LIMIT, OFFSET, compose
 from pbx_cdr.db.tables import NUMBER_COUNTED, call_number_counts, calls
 from pbx_cdr.domain.values import DIRECTIONS
 
-HOUR = 3600
 _ACCOUNT: Any = bindparam("account_id")
 _LOW = bindparam("low", type_=BigInteger)
 _HIGH = bindparam("high", type_=BigInteger)
@@ -68,7 +67,7 @@ _UPPER = bindparam("upper", type_=BigInteger)
 _SKIP = bindparam("skip", type_=Integer)
 
 
-def named(names: tuple[str, ...]) -> list[Any]:
+def _named(names: tuple[str, ...]) -> list[Any]:
     """Directions written into the statement (one plan for all): ``IN ('inbound', 'local')``."""
     return [literal_column(f"'{name}'") for name in names]
 
@@ -92,14 +91,6 @@ def _plain(element: _Unindexed, compiler: Any, **kw: Any) -> str:
 @compiles(_Unindexed, "sqlite")
 def _plus(element: _Unindexed, compiler: Any, **kw: Any) -> str:
     return "+" + str(compiler.process(element.column, **kw))
-
-
-def _least(a: Any, b: Any) -> Any:
-    return case((a < b, a), else_=b)
-
-
-def _greatest(a: Any, b: Any) -> Any:
-    return case((a > b, a), else_=b)
 
 
 def kind_of(direction: str | None) -> str:
@@ -155,9 +146,9 @@ def phone_statement(kind: str, whole: bool, top: bool, bottom: bool) -> PhoneSta
     others = tuple(d for d in DIRECTIONS if d not in NUMBER_COUNTED)
     direction = calls.c.direction
     if kind == "all":
-        asked: Any = direction.in_(named(DIRECTIONS))
-        counted: list[Any] = named(NUMBER_COUNTED)
-        gathered_to: Any = direction.in_(named(others))
+        asked: Any = direction.in_(_named(DIRECTIONS))
+        counted: list[Any] = _named(NUMBER_COUNTED)
+        gathered_to: Any = direction.in_(_named(others))
     else:
         asked = direction == _DIRECTION
         counted = [_DIRECTION] if kind == "counted" else []
@@ -174,7 +165,7 @@ def phone_statement(kind: str, whole: bool, top: bool, bottom: bool) -> PhoneSta
     # destinations of the directions not counted (but not a call whose caller matched).
     by_caller = [*window, asked, caller_in]
     if kind == "all":
-        by_caller.append(not_(and_(direction.in_(named(NUMBER_COUNTED)), to_in)))
+        by_caller.append(not_(and_(direction.in_(_named(NUMBER_COUNTED)), to_in)))
     elif kind == "counted":
         by_caller.append(not_(to_in))
     parts = [select(calls.c.id, calls.c.start_ts).where(*by_caller)]
@@ -244,8 +235,8 @@ def phone_statement(kind: str, whole: bool, top: bool, bottom: bool) -> PhoneSta
     ).subquery("held")
     # One row: the page's bounds, what to skip inside them, and the total.
     cut = select(
-        _greatest(_LOW, func.coalesce(held.c.lower_hour * HOUR, _LOW)).label("lower"),
-        _least(_HIGH, func.coalesce((held.c.upper_hour + 1) * HOUR, _HIGH)).label("upper"),
+        greatest(_LOW, func.coalesce(held.c.lower_hour * HOUR, _LOW)).label("lower"),
+        least(_HIGH, func.coalesce((held.c.upper_hour + 1) * HOUR, _HIGH)).label("upper"),
         (OFFSET - held.c.before).label("skip"),
         held.c.total,
     ).cte("cut")
