@@ -210,11 +210,12 @@ def _sqlite_phone_page(
     reads: DriverReads, statements: phone_list.PhoneStatements, q: ListQuery, params: dict[str, Any]
 ) -> ListPage:
     """A phone list on SQLite: where its page lies, then the page (``phone_list.py``)."""
-    total, lower, upper, skip = reads.rows(statements.located, params)[0]
+    total, lower, upper, skip, keys = reads.rows(statements.located, params)[0]
     if q.offset >= total:
         return ListPage(int(total), [], [])
-    bounds = {**params, "lower": lower, "upper": upper, "skip": skip}
-    return _sqlite_page(reads, statements.page, bounds, int(total))
+    page, keyed = statements.sqlite_page(orjson.loads(keys))
+    bounds = {**params, "lower": lower, "upper": upper, "skip": skip, **keyed}
+    return _sqlite_page(reads, page, bounds, int(total))
 
 
 def reader(engine: Engine) -> AbstractContextManager[Connection | DriverReads]:

@@ -64,6 +64,10 @@ def compose(
     # cost PostgreSQL 20-25 µs a list (``tests/api/test_list_plans.py`` holds the plan's shape).
     combined = select(*(p.c[field] for field in API_FIELDS), t.c.total).select_from(t.outerjoin(p, true()))
     plain = (ids if skip is None else ids.offset(skip)).subquery("ids")
-    # SQLite writes each item's JSON itself (``item_json``): cheaper than rendering rows in Python.
-    page = select(ITEM_JSON).join_from(plain, calls, calls.c.id == plain.c.id).order_by(*ORDER)
-    return Statements(combined, select(total.label("total")), page)
+    return Statements(combined, select(total.label("total")), item_page(plain))
+
+
+def item_page(ids: Any) -> Select[Any]:
+    """SQLite's page from a subquery of its ids: each item's JSON, which SQLite writes itself
+    (``item_json``: cheaper than rendering rows in Python), in the list's order."""
+    return select(ITEM_JSON).join_from(ids, calls, calls.c.id == ids.c.id).order_by(*ORDER)
