@@ -1,10 +1,10 @@
 """Realistic call-centre traffic in bulk: column arrays built with numpy, about 1 µs a call.
 
 The same shapes as :mod:`pbx_cdr.demo.generator` (Vietnamese mobiles and landlines in national and
-E.164 form, hotlines, queues, agents, trunks, every direction and result, a call centre's double
-hump over the local day), but for 200 accounts of Zipf-skewed size and millions of calls. Search keys
-are the reversed national significant numbers that :func:`pbx_cdr.domain.phone.search_key` computes;
-:func:`check_keys` proves it on a sample.
+E.164 form, hotlines and campaign numbers, queues, agents, trunks, every direction and result, a call
+centre's double hump over the local day), but for 200 accounts of Zipf-skewed size and millions of
+calls. Search keys are the reversed national significant numbers that
+:func:`pbx_cdr.domain.phone.search_key` computes; :func:`check_keys` proves it on a sample.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ ANSWERED_SHARE = np.array([0.72, 0.55, 0.8, 1.0])
 OUTBOUND_SOURCES = ("outbound_manual", "outbound_telesales", "outbound_callback", "outbound_webphone")
 OUTBOUND_WEIGHTS = (0.40, 0.35, 0.15, 0.10)
 IVR_NUMBERS = ("*97", "9999", "*43", "8000")
+# Besides its hotline, each account has campaign numbers (one per ad, branch or partner), from 2 to
+# 200 as it grows, that take this share of its inbound calls between them: a phone filter must read
+# only the numbers its suffix matches, however many an account has.
+CAMPAIGN_SHARE = 0.3
+CALLS_PER_CAMPAIGN_DAY = 150
+MAX_CAMPAIGNS = 200
 EXTRA_QUEUES = ("retention", "collections", "priority", "callback", "overflow", "night")
 FIRST_AGENT, MAX_AGENTS = 1001, 999  # agents are 1001..1999
 FIRST_OFFICE, MAX_OFFICE = 2001, 99  # office phones are 2001..2099
@@ -61,6 +67,7 @@ class Tenant:
     agents: int
     office: int
     hotline: str
+    campaigns: int  # campaign numbers, besides the hotline
 
 
 def tenants(total_calls: int, count: int = 200) -> list[Tenant]:
@@ -79,6 +86,7 @@ def tenants(total_calls: int, count: int = 200) -> list[Tenant]:
                 agents=int(min(MAX_AGENTS, max(5, per_day / CALLS_PER_AGENT_DAY))),
                 office=int(min(MAX_OFFICE, max(3, per_day / 2000))),
                 hotline=HOTLINES[i % len(HOTLINES)],
+                campaigns=int(min(MAX_CAMPAIGNS, max(2, per_day / CALLS_PER_CAMPAIGN_DAY))),
             )
         )
     return out
@@ -163,6 +171,11 @@ class Generator:
         self.ext_numbers, self.ext_keys = self._numbers(extensions)
         self.hotlines, self.hotline_keys = self._numbers(list(HOTLINES))
         self.ivr, self.ivr_keys = self._numbers(list(IVR_NUMBERS))
+        # Campaign numbers: HCMC landlines, each account its own run of them.
+        self.campaign_count = np.array([t.campaigns for t in self.tenants])
+        self.campaign_base = np.cumsum(self.campaign_count) - self.campaign_count
+        campaigns = [f"0287{3000000 + i}" for i in range(int(self.campaign_count.sum()))]
+        self.campaigns, self.campaign_keys = self._numbers(campaigns)
         self.directions = voc.add(list(DIRECTIONS))
         self.sources = voc.add(["inbound", "internal", *OUTBOUND_SOURCES])
         self.queues = voc.add(list(QUEUES + EXTRA_QUEUES))
@@ -248,6 +261,10 @@ class Generator:
         )
         ivr = rng.integers(0, len(IVR_NUMBERS), n)
         hotline = self.hotline_index[acc]
+        to_campaign = rng.random(n) < CAMPAIGN_SHARE
+        campaign = self.campaign_base[acc] + (rng.random(n) * self.campaign_count[acc]).astype(np.int64)
+        dialled = np.where(to_campaign, self.campaigns[campaign], self.hotlines[hotline])
+        dialled_key = np.where(to_campaign, self.campaign_keys[campaign], self.hotline_keys[hotline])
 
         ext_idx = np.where(internal, internal_ext, agent)
         has_ext = ~inbound | (outcome == 0)
@@ -255,12 +272,12 @@ class Generator:
         caller_key = np.where(inbound, self.customer_keys[customer], self.ext_keys[ext_idx])
         destination = np.select(
             [inbound, outbound, internal],
-            [self.hotlines[hotline], self.customers[customer], self.ext_numbers[internal_dest]],
+            [dialled, self.customers[customer], self.ext_numbers[internal_dest]],
             self.ivr[ivr],
         )
         destination_key = np.select(
             [inbound, outbound, internal],
-            [self.hotline_keys[hotline], self.customer_keys[customer], self.ext_keys[internal_dest]],
+            [dialled_key, self.customer_keys[customer], self.ext_keys[internal_dest]],
             self.ivr_keys[ivr],
         )
         extension = np.where(has_ext, self.ext_numbers[ext_idx], NULL)
@@ -437,11 +454,21 @@ def unpack_hour_counts(keys: np.ndarray, counts: np.ndarray, unit: str = "hour")
     ]
 
 
-def unpack_number_counts(keys: np.ndarray, counts: np.ndarray, vocab: Vocabulary) -> list[dict[str, Any]]:
-    """Packed number keys (:func:`_count_keys`) and their counts as rows of ``call_number_counts``."""
-    hours = unpack_hour_counts(keys >> NUMBER_SHIFT, counts)
-    numbers = vocab.decode((keys & ((1 << NUMBER_SHIFT) - 1)).astype(np.int32))
-    return [{**h, "number_key": k} for h, k in zip(hours, numbers, strict=True)]
+def unpack_number_counts(keys: np.ndarray, counts: np.ndarray, vocab: Vocabulary) -> list[tuple[Any, ...]]:
+    """Packed number keys (:func:`_count_keys`) and their counts as rows of ``call_number_counts``:
+    ``(account_id, direction, number_key, hour, n)`` (tuples: a million of them at 10M calls)."""
+    hours = keys >> NUMBER_SHIFT
+    rest = hours // 4
+    return list(
+        zip(
+            (rest >> HOUR_BITS).tolist(),
+            [DIRECTIONS[d] for d in (hours % 4).tolist()],
+            vocab.decode((keys & ((1 << NUMBER_SHIFT) - 1)).astype(np.int32)),
+            (rest & ((1 << HOUR_BITS) - 1)).tolist(),
+            counts.tolist(),
+            strict=True,
+        )
+    )
 
 
 def as_list(column: np.ndarray) -> list[Any]:

@@ -106,14 +106,18 @@ def shapes_for(engine: Engine, account_id: int, start_ts: int) -> list[Shape]:
             .order_by(func.count().desc())
             .limit(1)
         ).scalar_one()
-        latest = (
+        recent = (
             select(calls.c.caller_number, calls.c.destination_number)
             .where(calls.c.account_id == account_id, calls.c.direction == "inbound")
             .where(calls.c.start_ts >= start_ts)
             .order_by(calls.c.start_ts.desc())
-            .limit(1)
+            .limit(500)
+            .subquery()
         )
-        number, hotline = conn.execute(latest).one()
+        number = conn.execute(select(recent.c.caller_number).limit(1)).scalar_one()
+        # The number most inbound calls go to (the others are the account's campaign numbers).
+        busiest = select(recent.c.destination_number).group_by(recent.c.destination_number)
+        hotline = conn.execute(busiest.order_by(func.count().desc()).limit(1)).scalar_one()
     shapes = [
         Shape("no filter", {}),
         Shape("direction", {"direction": "inbound"}),

@@ -282,7 +282,7 @@ class CountRows:
 
     hours: list[dict[str, Any]]
     days: list[dict[str, Any]]
-    numbers: list[dict[str, Any]]
+    numbers: list[tuple[Any, ...]]  # (account_id, direction, number_key, hour, n)
 
 
 def _sum_by_key(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -404,7 +404,7 @@ class _SqliteLoader:
             )
         self.conn.executemany(
             "INSERT INTO call_number_counts (account_id, direction, number_key, hour, n) "
-            "VALUES (:account_id, :direction, :number_key, :hour, :n)",
+            "VALUES (?, ?, ?, ?, ?)",
             counts.numbers,
         )
         self.conn.execute("COMMIT")
@@ -531,5 +531,5 @@ def _copy_counts(conn: psycopg.Connection[Any], counts: CountRows) -> None:
         cur.execute("TRUNCATE call_number_counts")
         sql = "COPY call_number_counts (account_id, direction, number_key, hour, n) FROM STDIN (FREEZE)"
         with cur.copy(sql) as copy:
-            for r in counts.numbers:
-                copy.write_row((r["account_id"], r["direction"], r["number_key"], r["hour"], r["n"]))
+            for row in counts.numbers:
+                copy.write_row(row)

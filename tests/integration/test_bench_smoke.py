@@ -84,6 +84,12 @@ def check_load(url: str, fresh_url: str) -> None:
                 fresh_numbers[number] = fresh_numbers.get(number, 0) + 1
         assert hours == fresh_hours
         assert numbers == fresh_numbers and len(numbers) > 1
+        # An account's inbound calls go to its hotline and to its campaign numbers (two or more).
+        dialled: dict[int, set[str]] = {}
+        for account_id, direction, number_key, _ in numbers:
+            if direction == "inbound":
+                dialled.setdefault(account_id, set()).add(number_key)
+        assert len(dialled[report.account_ids[0]]) >= 3
         assert days == fresh_days
         assert len({d for _, d, _ in days}) > 1  # the calls span several UTC days
         biggest = report.account_ids[0]
