@@ -20,8 +20,10 @@ The two are disjoint: a gathered call whose destination also matches is left to 
 total is their sum. For the page, the hours of the window are walked newest first (the counted
 calls' hour counts plus the gathered calls' hours): the hours that hold rows ``offset`` to
 ``offset + per_page`` bound the time range read, so the counted side reads only its page's hours,
-whatever the page. Partial hours at the window's edges (half-hour zones) are counted exactly.
-PostgreSQL runs it as one statement; SQLite as two (:class:`PhoneStatements`).
+whatever the page, and of each key's calls there only the newest ``skip + per_page``, in the
+destination index's order. Partial hours at the window's edges (half-hour zones) are counted
+exactly. PostgreSQL runs it as one statement, reading the keys' counts and calls key by key; SQLite
+as two, then merges one index scan per key for the page (:class:`PhoneStatements`).
 ``tests/api/test_list_consistency.py`` holds it to the naive query.
 """
 
