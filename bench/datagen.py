@@ -456,10 +456,13 @@ def unpack_hour_counts(keys: np.ndarray, counts: np.ndarray, unit: str = "hour")
 
 def unpack_number_counts(keys: np.ndarray, counts: np.ndarray, vocab: Vocabulary) -> list[tuple[Any, ...]]:
     """Packed number keys (:func:`_count_keys`) and their counts as rows of ``call_number_counts``:
-    ``(account_id, direction, number_key, hour, n)`` (tuples: a million of them at 10M calls)."""
+    ``(account_id, direction, number_key, hour, n)``, tuples (a million of them at 10M calls) in the
+    primary key's order, so that writing them appends to the table's two indexes. In the packed keys'
+    order (account, hour, ...) PostgreSQL's COPY of 2.9M rows took 16.7-22 s, in this order 7.3 s
+    (and 1.3 s to sort)."""
     hours = keys >> NUMBER_SHIFT
     rest = hours // 4
-    return list(
+    return sorted(
         zip(
             (rest >> HOUR_BITS).tolist(),
             [DIRECTIONS[d] for d in (hours % 4).tolist()],
