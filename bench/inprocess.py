@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,18 +107,16 @@ def shapes_for(engine: Engine, account_id: int, start_ts: int) -> list[Shape]:
             .order_by(func.count().desc())
             .limit(1)
         ).scalar_one()
-        recent = (
+        recent = conn.execute(
             select(calls.c.caller_number, calls.c.destination_number)
             .where(calls.c.account_id == account_id, calls.c.direction == "inbound")
             .where(calls.c.start_ts >= start_ts)
             .order_by(calls.c.start_ts.desc())
             .limit(500)
-            .subquery()
-        )
-        number = conn.execute(select(recent.c.caller_number).limit(1)).scalar_one()
-        # The number most inbound calls go to (the others are the account's campaign numbers).
-        busiest = select(recent.c.destination_number).group_by(recent.c.destination_number)
-        hotline = conn.execute(busiest.order_by(func.count().desc()).limit(1)).scalar_one()
+        ).all()
+    number = recent[0].caller_number  # the latest inbound caller
+    # The number most recent inbound calls went to (the others are the account's campaign numbers).
+    hotline = Counter(r.destination_number for r in recent).most_common(1)[0][0]
     shapes = [
         Shape("no filter", {}),
         Shape("direction", {"direction": "inbound"}),

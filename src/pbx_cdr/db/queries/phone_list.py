@@ -160,6 +160,13 @@ def _gathered(kind: str) -> Any:
     return (union_all(*parts) if len(parts) > 1 else parts[0]).cte("gathered")
 
 
+def _gathered_in(gathered: Any, lower: Any, upper: Any) -> Select[Any]:
+    """The gathered calls in ``[lower, upper)``. Unindexed: pushed into the gathered calls' scans, a
+    time range would draw SQLite to the window's indexes again."""
+    at = _Unindexed(gathered.c.start_ts)
+    return select(gathered.c.id, gathered.c.start_ts).where(at >= lower, at < upper)
+
+
 @dataclass(frozen=True)
 class PhoneStatements:
     """A phone list, two ways: ``combined`` (PostgreSQL), or ``located`` then ``page`` (SQLite).
@@ -284,15 +291,11 @@ def phone_statement(kind: str, whole: bool, top: bool, bottom: bool) -> PhoneSta
             rows.append(exact(_FIRST_HOUR - 1, _LOW, _BOTTOM_HIGH))
         return rows
 
-    def in_bounds(lower: Any, upper: Any, reach: Any = None) -> list[Any]:
-        """The gathered calls in ``[lower, upper)``, and the keys' (PostgreSQL's way, for SQLite's
-        see ``page`` and :func:`keyed_page`)."""
-        # Unindexed: pushed into the gathered calls' scans, a time range would draw SQLite to the
-        # window's indexes again.
-        at = _Unindexed(gathered.c.start_ts)
-        rows = [select(gathered.c.id, gathered.c.start_ts).where(at >= lower, at < upper)]
+    def in_bounds(lower: Any, upper: Any, *, lateral: bool, reach: Any = None) -> list[Any]:
+        """The gathered calls in ``[lower, upper)``, and the keys' (:func:`_key_calls`)."""
+        rows = [_gathered_in(gathered, lower, upper)]
         if keys is not None:
-            rows.append(_key_calls(keys, lower, upper, lateral=reach is not None, reach=reach))
+            rows.append(_key_calls(keys, lower, upper, lateral=lateral, reach=reach))
         return rows
 
     # PostgreSQL: one statement; the bounds are evaluated once (init plans), then bound each index
@@ -300,7 +303,7 @@ def phone_statement(kind: str, whole: bool, top: bool, bottom: bool) -> PhoneSta
     cut = _cut(hours(lateral=True))
     skip = select(cut.c.skip).scalar_subquery()
     bounds = (select(cut.c.lower).scalar_subquery(), select(cut.c.upper).scalar_subquery())
-    on_page = union_all(*in_bounds(*bounds, reach=skip + LIMIT)).subquery("found")
+    on_page = union_all(*in_bounds(*bounds, lateral=True, reach=skip + LIMIT)).subquery("found")
     ids = select(on_page.c.id).order_by(on_page.c.start_ts.desc(), on_page.c.id.desc()).limit(LIMIT)
     combined = compose(select(cut.c.total).scalar_subquery(), ids, OFFSET, skip).combined
     # SQLite: where the page lies (and the keys found), then the page from plain bounds. (In one
@@ -312,7 +315,7 @@ def phone_statement(kind: str, whole: bool, top: bool, bottom: bool) -> PhoneSta
         pair = func.json_array(keys.c.direction, keys.c.k)
         found_keys = select(func.json_group_array(pair)).where(keys.c.k.is_not(None)).scalar_subquery()
     located = select(cut.c.total, cut.c.lower, cut.c.upper, cut.c.skip, found_keys)
-    plain = union_all(*in_bounds(_LOWER, _UPPER)).subquery("found")
+    plain = union_all(*in_bounds(_LOWER, _UPPER, lateral=False)).subquery("found")
     ids = select(plain.c.id).order_by(plain.c.start_ts.desc(), plain.c.id.desc()).limit(LIMIT)
     page = compose(literal_column("0"), ids, OFFSET, _SKIP).page
     return PhoneStatements(kind, combined, located, page)
@@ -332,9 +335,7 @@ def keyed_page(kind: str, arms: int) -> Select[Any]:
     (0.9 -> 0.14 ms for the biggest account's hotline at 10M calls). Parameters: those of
     ``located``'s page, and ``direction_i`` and ``key_i`` for each key.
     """
-    gathered = _gathered(kind)
-    at = _Unindexed(gathered.c.start_ts)
-    parts = [select(gathered.c.id, gathered.c.start_ts).where(at >= _LOWER, at < _UPPER)]
+    parts = [_gathered_in(_gathered(kind), _LOWER, _UPPER)]
     for i in range(arms):
         parts.append(
             select(calls.c.id, calls.c.start_ts).where(
